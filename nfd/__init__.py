@@ -1,0 +1,16 @@
+"""nfd: infinite width-and-depth limits of residual networks, and the finite networks
+that approach them."""
+
+from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._activations import Activation as Activation
+from ._activations import get_activation as get_activation
+from ._errors import DivergenceError as DivergenceError
+from ._errors import MemoryEstimateError as MemoryEstimateError
+from ._errors import SingularCovarianceError as SingularCovarianceError
+from ._model import ResNet as ResNet
+from ._solve import solve as solve
+from .finite import SimulationResult as SimulationResult
+from .finite import simulate as simulate
+from .finite import simulate_network as simulate_network
+
+__version__ = "0.1.0"

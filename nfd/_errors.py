@@ -1,0 +1,40 @@
+"""Exceptions raised by nfd."""
+
+from __future__ import annotations
+
+__all__ = ["DivergenceError", "MemoryEstimateError", "SingularCovarianceError"]
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced NaN or infinite values.
+
+    Attributes:
+        step: the first training step (0-based) whose output was not finite.
+        seed: the seed index (for batched runs) where it happened first, or ``None``.
+        quantity: what diverged (e.g. ``"output f"``).
+    """
+
+    def __init__(self, message: str, *, step: int, seed: int | None = None, quantity: str = ""):
+        super().__init__(message)
+        self.step = step
+        self.seed = seed
+        self.quantity = quantity
+
+
+class MemoryEstimateError(MemoryError):
+    """A run was refused before starting because its estimated memory exceeds the limit."""
+
+    def __init__(self, message: str, *, estimate_bytes: int, limit_bytes: int):
+        super().__init__(message)
+        self.estimate_bytes = estimate_bytes
+        self.limit_bytes = limit_bytes
+
+
+class SingularCovarianceError(FloatingPointError):
+    """A covariance matrix (Σ or Θ of the NFD recursion) became numerically singular."""
+
+    def __init__(self, message: str, *, step: int, layer: int | None = None, which: str = ""):
+        super().__init__(message)
+        self.step = step
+        self.layer = layer
+        self.which = which

@@ -1,0 +1,44 @@
+"""Memory estimates, checked before any compute starts."""
+
+from __future__ import annotations
+
+import os
+
+from ._errors import MemoryEstimateError
+
+__all__ = ["available_memory_bytes", "check_memory", "format_bytes"]
+
+
+def available_memory_bytes() -> int:
+    """Physical memory of this machine in bytes (the default limit for a run)."""
+    env = os.environ.get("NFD_MEMORY_LIMIT_BYTES")
+    if env:
+        return int(float(env))
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_memory(estimate_bytes: int, *, what: str, hint: str, limit_bytes: int | None = None) -> None:
+    """Raise :class:`MemoryEstimateError` if ``estimate_bytes`` exceeds the limit.
+
+    The limit is ``limit_bytes`` if given, else 80% of physical memory (override with the
+    environment variable ``NFD_MEMORY_LIMIT_BYTES``).
+    """
+    limit = int(limit_bytes) if limit_bytes is not None else int(0.8 * available_memory_bytes())
+    if estimate_bytes > limit:
+        raise MemoryEstimateError(
+            f"{what} needs an estimated {format_bytes(estimate_bytes)}, more than the "
+            f"{format_bytes(limit)} allowed ({hint}). Pass max_memory=... to raise the limit.",
+            estimate_bytes=int(estimate_bytes),
+            limit_bytes=limit,
+        )

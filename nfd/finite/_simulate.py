@@ -1,0 +1,468 @@
+"""Finite residual networks trained by SGD, simulated exactly and memory-efficiently.
+
+A hidden weight matrix after k SGD steps is its initial value plus a sum of rank-one terms,
+
+    W_ℓ^(k) = W_ℓ^(0) + Σ_{i<k} P_ℓ[i] Q_ℓ[i]ᵀ,
+
+where Q_ℓ[i] is the matrix's input and P_ℓ[i] = −η ℓ'_i ∂f/∂(W_ℓ u) its scaled output
+gradient at step i.  We store P, Q (O(K·L·n) numbers) instead of dense matrices, and
+W_ℓ^(0) is either stored (``weights="dense"``) or regenerated from a counter-based key
+per layer whenever it is needed (``weights="regenerate"``, O(L·n) memory for any depth).
+Both give the same numbers, since W_ℓ^(0) is drawn from the same key.
+
+The forward and backward passes are written by hand (tests compare them with ``jax.grad``).
+``backward="decoupled"`` back-propagates through an independent copy W̃_ℓ that receives the
+same increments P Q ᵀ (NFD paper, Corollary 1 and Figure 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import DivergenceError
+from .._losses import loss_grad, loss_value
+from .._memory import check_memory, format_bytes
+from .._model import ResNet
+from .._validate import check_data, check_seeds, check_test_inputs
+
+__all__ = ["simulate", "simulate_network", "SimulationResult", "init_params", "RECORDABLE"]
+
+RECORDABLE = ("features", "grads", "frozen")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate` returns.  Arrays are numpy, leading axis = seed.
+
+    Attributes:
+        outputs: (seeds, K) f^(k), the output on the k-th training sample before update k.
+        losses: (seeds, K) ℓ(f^(k), y^(k)).
+        test_outputs: (seeds, steps, N) outputs on ``X_test`` before each step, or ``None``.
+        features: (seeds, K, L+1, n) h_ℓ^(k) if ``"features"`` was recorded, else ``None``.
+        grads: (seeds, K, L+1, n) g_ℓ^(k) = (√n/α) ∂f/∂h_ℓ if ``"grads"`` was recorded.
+        frozen_x: (seeds, K, L) ‖x_ℓ − x̃_ℓ‖/√n (Eq. 27: x̃ uses W_{ℓ,1}^(0)); two-layer blocks.
+        frozen_dh: (seeds, K, L) ‖∂h_ℓ − ∂h̃_ℓ‖/√n (Eq. 33–34: ∂h̃ uses the initial last matrix
+            of the block), for every block type.
+        network: the :class:`ResNet` that was simulated.
+        config: the remaining arguments (seed, seeds, backward, batch_size, dtype, weights).
+    """
+
+    outputs: np.ndarray
+    losses: np.ndarray
+    test_outputs: np.ndarray | None
+    features: np.ndarray | None
+    grads: np.ndarray | None
+    frozen_x: np.ndarray | None
+    frozen_dh: np.ndarray | None
+    network: ResNet
+    config: dict
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(K,) mean output over seeds."""
+        return self.outputs.mean(axis=0)
+
+    @property
+    def stderr(self) -> np.ndarray:
+        """(K,) standard error of the mean output over seeds (NaN for one seed)."""
+        s = self.outputs.shape[0]
+        if s < 2:
+            return np.full(self.outputs.shape[1], np.nan)
+        return self.outputs.std(axis=0, ddof=1) / math.sqrt(s)
+
+
+def _families(block: str) -> int:
+    return 2 if block == "two_layer" else 1
+
+
+def _keys(seed_key):
+    k_u, k_v, k_w, k_wt = jax.random.split(seed_key, 4)
+    return k_u, k_v, k_w, k_wt
+
+
+def _layer_key(k_w, family, layer):
+    return jax.random.fold_in(jax.random.fold_in(k_w, family), layer)
+
+
+def init_params(net: ResNet, seed_key, dtype=jnp.float32):
+    """Initial U (n, d), v (n,) and the dense hidden weights (F, L, n, n) of one network.
+
+    The hidden matrices are drawn from per-layer keys exactly as the simulator regenerates
+    them, so a dense reference built from these parameters is the same network.
+    """
+    n, d, L, F = net.width, net.input_dim, net.depth, _families(net.block)
+    k_u, k_v, k_w, _ = _keys(seed_key)
+    U = jax.random.normal(k_u, (n, d), dtype)
+    v = jax.random.normal(k_v, (n,), dtype)
+    W = jnp.stack(
+        [jnp.stack([jax.random.normal(_layer_key(k_w, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
+    )
+    return U, v, W
+
+
+def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, dense, same_backward_key=False):
+    """Return run(seed_key, Xs (steps, B, d), Ys (steps, B), valid (steps,), Xt (N, d)) for one seed."""
+    n, d, L = net.width, net.input_dim, net.depth
+    F = _families(net.block)
+    H = steps * batch
+    phi = net.activation.fn
+    dphi = net.activation.deriv
+    b = net.branch
+    tau = net.tau
+    sqn = math.sqrt(n)
+    s_out = net.output_scale()
+    sqd = math.sqrt(d)
+    lr_in, lr_out = net.lr_input, net.lr_output
+    lr_fam = [net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]
+    block = net.block
+    rec_feat = "features" in record
+    rec_grad = "grads" in record
+    rec_frozen = "frozen" in record
+    decoupled = backward == "decoupled"
+
+    def run(seed_key, Xs, Ys, valid, Xt):
+        k_u, k_v, k_w, k_wt = _keys(seed_key)
+        if same_backward_key:
+            k_wt = k_w
+        U0 = jax.random.normal(k_u, (n, d), dtype)
+        v0 = jax.random.normal(k_v, (n,), dtype)
+        layers = jnp.arange(L)
+        if dense:
+            def gen(kk):
+                return jnp.stack(
+                    [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), dtype))(layers) for f in range(F)]
+                )
+            W0 = gen(k_w)
+            Wt0 = gen(k_wt) if decoupled else W0
+        else:
+            W0 = Wt0 = None
+
+        def w0(f, l, fwd=True):
+            if dense:
+                return (W0 if fwd else Wt0)[f, l]
+            return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), dtype)
+
+        def matvec(f, l, Pl, Ql, u):
+            # u: (B, n) -> W^(k) u for each row; returns (total, history part)
+            hist = (u @ Ql[f].T) @ Pl[f]
+            return u @ w0(f, l).T + hist, hist
+
+        def rmatvec(f, l, Pl, Ql, g):
+            Wb = w0(f, l, fwd=not decoupled)
+            return g @ Wb + (g @ Pl[f].T) @ Ql[f]
+
+        def forward(U, P, Q, x):
+            """x: (B, d). Returns h_L (B,n) and per-layer stash."""
+            z0 = x @ U.T / sqd
+            h0 = phi(z0) if block == "post" else z0
+
+            def layer(h, xs):
+                l, Pl, Ql = xs
+                if block == "pre":
+                    u = phi(h)
+                    y, hist = matvec(0, l, Pl, Ql, u)
+                    hn = h + (b / sqn) * y
+                    xl = jnp.zeros_like(h)
+                    fdh = (b / (sqn * tau)) * hist
+                    fx = jnp.zeros_like(h)
+                elif block == "post":
+                    y, hist = matvec(0, l, Pl, Ql, h)
+                    xl = y / sqn
+                    hn = h + b * phi(xl)
+                    fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
+                    fx = hist / sqn
+                else:
+                    y1, hist1 = matvec(0, l, Pl, Ql, h)
+                    xl = y1 / sqn
+                    y2, hist2 = matvec(1, l, Pl, Ql, phi(xl))
+                    hn = h + (b / sqn) * y2
+                    fx = hist1 / sqn
+                    fdh = (b / (sqn * tau)) * hist2
+                rms = lambda a: jnp.sqrt(jnp.mean(a**2, axis=-1))
+                return hn, (h, xl, rms(fx), rms(fdh))
+
+            hL, (hprev, xls, fxs, fdhs) = jax.lax.scan(layer, h0, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1)))
+            return z0, h0, hL, hprev, xls, fxs, fdhs
+
+        def backward_pass(v, P, Q, z0, hL, hprev, xls):
+            dhL = jnp.broadcast_to(s_out * v, hL.shape)
+
+            def layer(dh, xs):
+                l, Pl, Ql, h, xl = xs
+                if block == "pre":
+                    dy = (b / sqn) * dh
+                    u = phi(h)
+                    dhp = dh + dphi(h) * rmatvec(0, l, Pl, Ql, dy)
+                    dys = (dy,)
+                    us = (u,)
+                elif block == "post":
+                    dy = (b / sqn) * dphi(xl) * dh
+                    dhp = dh + rmatvec(0, l, Pl, Ql, dy)
+                    dys = (dy,)
+                    us = (h,)
+                else:
+                    dy2 = (b / sqn) * dh
+                    dx = dphi(xl) * rmatvec(1, l, Pl, Ql, dy2)
+                    dy1 = dx / sqn
+                    dhp = dh + rmatvec(0, l, Pl, Ql, dy1)
+                    dys = (dy1, dy2)
+                    us = (h, phi(xl))
+                return dhp, (dh, jnp.stack(dys), jnp.stack(us))
+
+            dh0, (dhs, dys, us) = jax.lax.scan(
+                layer, dhL, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1), hprev, xls), reverse=True
+            )
+            dz0 = dphi(z0) * dh0 if block == "post" else dh0
+            return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}; dys (L, F, B, n)
+
+        def step(carry, xs):
+            U, v, P, Q = carry
+            k, x, y, ok = xs
+            z0, h0, hL, hprev, xls, fxs, fdhs = forward(U, P, Q, x)
+            f = s_out * (hL @ v)
+            lp = loss_grad(net.loss, f, y)
+            lval = loss_value(net.loss, f, y)
+            dz0, dh0, dhs, dys, us = backward_pass(v, P, Q, z0, hL, hprev, xls)
+            c = jnp.where(ok, lp / batch, 0.0).astype(dtype)  # (B,)
+            U = U - lr_in * (c[:, None] * dz0).T @ x / sqd
+            v = v - lr_out * s_out * (c @ hL)
+            lrs = jnp.asarray(lr_fam, dtype)
+            newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
+            newQ = jnp.where(ok, us, 0.0)
+            P = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
+            Q = jax.lax.dynamic_update_slice(Q, newQ.swapaxes(0, 1), (0, 0, k * batch, 0))
+            out = {"f": f, "loss": lval}
+            if n_test:
+                U_old, v_old, P_old, Q_old = carry  # weights before this step's update
+                _, _, hLt, *_ = forward(U_old, P_old, Q_old, Xt)
+                out["ftest"] = s_out * (hLt @ v_old)
+            if rec_feat:
+                out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
+            if rec_grad:
+                g = jnp.concatenate([dh0[None], dhs], axis=0) / s_out
+                out["g"] = g.swapaxes(0, 1)
+            if rec_frozen:
+                out["fx"] = fxs.T  # (B, L)
+                out["fdh"] = fdhs.T
+            return (U, v, P, Q), out
+
+        P = jnp.zeros((F, L, H, n), dtype)
+        Q = jnp.zeros((F, L, H, n), dtype)
+        (_, _, _, _), outs = jax.lax.scan(step, (U0, v0, P, Q), (jnp.arange(steps), Xs, Ys, valid))
+        return outs
+
+    return run
+
+
+def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
+    """Bytes a simulation needs (history, initial weights, stash, recorded arrays)."""
+    n, L, F = net.width, net.depth, _families(net.block)
+    item = jnp.dtype(dtype).itemsize
+    H = steps * batch
+    per_seed = 2 * F * L * H * n  # P, Q
+    per_seed += 4 * L * batch * n + 2 * F * L * batch * n  # stash and backward outputs
+    if dense:
+        per_seed += F * L * n * n * (2 if backward == "decoupled" else 1)
+    else:
+        per_seed += 2 * n * n  # one regenerated matrix in flight (and its transpose use)
+    if "features" in record:
+        per_seed += H * (L + 1) * n
+    if "grads" in record:
+        per_seed += H * (L + 1) * n
+    per_seed += H * (2 + 2 * L) + steps * n_test
+    return int(per_seed * seeds * item * 1.25)
+
+
+def simulate_network(
+    net: ResNet,
+    X,
+    Y,
+    *,
+    backward: str = "coupled",
+    seeds: int = 1,
+    seed: int = 0,
+    batch_size: int = 1,
+    X_test=None,
+    record: tuple[str, ...] = (),
+    dtype=jnp.float32,
+    weights: str = "auto",
+    max_memory: int | None = None,
+    progress: bool = False,
+    on_divergence: str = "raise",
+    _same_backward_key: bool = False,
+) -> SimulationResult:
+    """Train ``seeds`` independent copies of ``net`` by SGD on the stream (X, Y).
+
+    Args:
+        net: the network (``net.width`` must be finite; ``net.input_dim`` must equal X's d).
+        X: (K, d) training inputs, consumed in order, ``batch_size`` per step.
+        Y: (K,) targets.
+        backward: ``"coupled"`` (backprop) or ``"decoupled"`` (through an independent W̃).
+        seeds: number of independent networks, simulated at once (vmap over keys).
+        seed: base seed; network s uses ``fold_in(PRNGKey(seed), s)``.
+        batch_size: samples per SGD step (the update averages their gradients).
+        X_test: optional (N, d) inputs evaluated before every step (never trained on).
+        record: subset of ``("features", "grads", "frozen")``.
+        dtype: ``jnp.float32`` (default) or ``jnp.float64`` (needs ``jax_enable_x64``).
+        weights: ``"dense"`` stores W^(0); ``"regenerate"`` redraws it per layer from its key;
+            ``"auto"`` stores it when that takes under 1 GiB.
+        max_memory: byte limit for the run (default 80% of physical memory).
+        progress: print progress to stderr between chunks of steps.
+        on_divergence: ``"raise"`` (default) raises :class:`~nfd.DivergenceError` naming the
+            step; ``"return"`` returns the non-finite numbers with a warning on stderr.
+    """
+    if net.width is None:
+        raise ValueError("width: the finite simulator needs a finite width (got width=None)")
+    if backward not in ("coupled", "decoupled"):
+        raise ValueError(f"backward must be 'coupled' or 'decoupled', got {backward!r}")
+    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
+    if X.shape[1] != net.input_dim:
+        raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
+    X_test = check_test_inputs(X_test, net.input_dim)
+    seeds = check_seeds(seeds)
+    if isinstance(record, str):
+        record = (record,)
+    bad = [r for r in record if r not in RECORDABLE]
+    if bad:
+        raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
+    if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
+        raise ValueError("record='frozen' is not available for this block")
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if weights not in ("auto", "dense", "regenerate"):
+        raise ValueError(f"weights must be 'auto', 'dense' or 'regenerate', got {weights!r}")
+    if on_divergence not in ("raise", "return"):
+        raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+    K = X.shape[0]
+    B = batch_size
+    steps = K // B
+    n_test = 0 if X_test is None else X_test.shape[0]
+    F = _families(net.block)
+    dense_bytes = seeds * F * net.depth * net.width**2 * dtype.itemsize * (2 if backward == "decoupled" else 1)
+    dense = weights == "dense" or (weights == "auto" and dense_bytes <= 2**30)
+    est = estimate_memory(
+        net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=dense, backward=backward
+    )
+    hint = f"width={net.width}, depth={net.depth}, steps={steps}, seeds={seeds}, weights={'dense' if dense else 'regenerate'}"
+    if dense and weights == "auto":
+        try:
+            check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
+        except MemoryError:
+            dense = False
+            est = estimate_memory(
+                net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=False, backward=backward
+            )
+    check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
+
+    run = _build_run(
+        net, backward=backward, batch=B, steps=steps, n_test=n_test, record=tuple(record), dtype=dtype, dense=dense,
+        same_backward_key=_same_backward_key,
+    )
+    base = jax.random.PRNGKey(seed)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
+    Ys = jnp.asarray(Y.reshape(steps, B), dtype)
+    valid = jnp.ones((steps,), bool)
+    Xt = jnp.asarray(X_test if X_test is not None else np.zeros((1, net.input_dim)), dtype)
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
+    outs = jax.jit(jax.vmap(run, in_axes=(0, None, None, None, None)))(keys, Xs, Ys, valid, Xt)
+    outs = jax.tree_util.tree_map(np.asarray, outs)
+    if progress:
+        print(f"[nfd.simulate] done in {time.perf_counter() - t0:.2f}s", file=sys.stderr, flush=True)
+
+    f = outs["f"].reshape(seeds, K)
+    losses = outs["loss"].reshape(seeds, K)
+    bad = ~np.isfinite(f)
+    if bad.any():
+        s_idx, k_idx = np.nonzero(bad)
+        first = int(np.argmin(k_idx))
+        step, sd = int(k_idx[first]) // B, int(s_idx[first])
+        msg = (
+            f"simulate diverged: the output f became non-finite at step {step} (seed index {sd}); "
+            f"try a smaller lr (lr={net.lr}) or a larger depth/width"
+        )
+        if on_divergence == "raise":
+            raise DivergenceError(msg, step=step, seed=sd, quantity="output f")
+        print("[nfd.simulate] warning: " + msg, file=sys.stderr)
+
+    def resh(a):
+        return None if a is None else a.reshape((seeds, K) + a.shape[3:])
+
+    return SimulationResult(
+        outputs=f,
+        losses=losses,
+        test_outputs=outs.get("ftest"),
+        features=resh(outs.get("h")),
+        grads=resh(outs.get("g")),
+        frozen_x=resh(outs.get("fx")) if (net.block != "pre" and "fx" in outs) else None,
+        frozen_dh=resh(outs.get("fdh")),
+        network=net,
+        config=dict(
+            backward=backward, seeds=seeds, seed=seed, batch_size=B, dtype=str(dtype),
+            weights="dense" if dense else "regenerate", record=tuple(record),
+        ),
+    )
+
+
+def simulate(
+    X,
+    Y,
+    *,
+    width: int,
+    depth: int,
+    activation: Any = "relu",
+    lr: float = 0.1,
+    T: float = 1.0,
+    backward: str = "coupled",
+    frozen: tuple[str, ...] = (),
+    seeds: int = 1,
+    seed: int = 0,
+    block: str = "pre",
+    parameterization: str = "depth_mup",
+    alpha: float | None = None,
+    depth_aware_lr: bool = False,
+    loss: str = "mse",
+    **kwargs,
+) -> SimulationResult:
+    """Simulate finite ResNets of the given width and depth trained by SGD on (X, Y).
+
+    Builds a :class:`~nfd.ResNet` from the keyword arguments (``lr`` is η_c; the actual SGD
+    rates follow the parameterisation) and calls :func:`simulate_network`, which documents
+    the remaining options (``batch_size``, ``X_test``, ``record``, ``dtype``, ``weights``,
+    ``max_memory``, ``progress``, ``on_divergence``).
+
+    Returns:
+        :class:`SimulationResult` with ``.outputs`` of shape (seeds, K).
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> X = np.random.default_rng(0).normal(size=(8, 3)); Y = np.sin(X[:, 0])
+        >>> res = nfd.simulate(X, Y, width=64, depth=8, activation="tanh", lr=0.5, seeds=4)
+        >>> res.outputs.shape
+        (4, 8)
+    """
+    X_arr = np.asarray(X)
+    if X_arr.ndim != 2:
+        raise ValueError(f"X must have shape (K, d) (one row per SGD sample), got shape {X_arr.shape}")
+    net = ResNet(
+        depth=depth, input_dim=X_arr.shape[1], width=width, activation=activation, T=T, block=block,
+        parameterization=parameterization, lr=lr, alpha=alpha, depth_aware_lr=depth_aware_lr,
+        frozen=tuple(frozen), loss=loss,
+    )
+    return simulate_network(net, X, Y, backward=backward, seeds=seeds, seed=seed, **kwargs)
