@@ -114,6 +114,8 @@ class Activation:
         return self.name == "identity"
 
     def _quad(self, f, a, b, c, order):
+        if not (isinstance(order, int) and 2 <= order <= 300):
+            raise ValueError(f"order must be an integer in [2, 300] (Gauss–Hermite nodes overflow beyond), got {order!r}")
         a, b, c = jnp.broadcast_arrays(*(jnp.asarray(t) for t in (a, b, c)))
         dtype = jnp.result_type(a.dtype, jnp.float32)
         x, w = _hermite_nodes(order)
