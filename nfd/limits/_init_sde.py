@@ -1,0 +1,384 @@
+"""The forward and backward McKean–Vlasov SDEs of a depth-μP ResNet at initialisation.
+
+NFD paper, Propositions 2 and 6: as n, L → ∞ each coordinate of h_ℓ and g_ℓ follows
+
+    dh_t = σ_t dw_t,   σ_t² = E[φ(h_t)²],   h_0 ~ N(0, |x|²/d)              (forward)
+    dg_t = φ'(h_t) σ̃_t dw̃_t,  σ̃_t² = E[g_t²],  g_T ~ N(0, 1)  (backward, from T to 0)
+
+with independent w, w̃.  For several inputs x^a the noises are correlated across inputs.
+Three descriptions of the same law are provided, so each checks the others:
+
+* :func:`init_sde_particles`: Euler–Maruyama with P particles (McKean–Vlasov: the diffusion
+  coefficient is a particle mean), h_ℓ = h_{ℓ-1} + √τ Σ_{ℓ-1}^{1/2} ξ_ℓ and
+  g_{ℓ-1} = g_ℓ + √τ φ'(h_{ℓ-1}) Θ_ℓ^{1/2} ξ̃_ℓ.  This is also the exact n → ∞ limit of the
+  depth-L network (the Euler–Maruyama scheme *is* the network).
+* :func:`discrete_init_kernels`: the same recursion for the covariances, deterministic
+  (Gaussian expectations in closed form or by quadrature): Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}),
+  Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
+* :func:`gaussian_init_kernels`: the continuum: h_t is Gaussian with covariance Q(t) solving
+  Q' = E[φ(h)φ(h)ᵀ] (q' = E[φ(h)²] for one input), solved with diffrax; the backward kernel
+  is Θ(t) = exp(∫_t^T E[φ'(h_s)φ'(h_s)ᵀ] ds) elementwise (Θ(T) = 1).
+
+:func:`coupling_error` measures the synchronous coupling of NFD Appendix C,
+E|h_{ℓ,i} − h_{t_ℓ}|², between a width-n depth-L network and the SDE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._activations import get_activation
+from .._memory import check_memory
+
+__all__ = [
+    "InitKernels",
+    "InitParticles",
+    "CouplingError",
+    "gaussian_init_kernels",
+    "discrete_init_kernels",
+    "init_sde_particles",
+    "coupling_error",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class InitKernels:
+    """Deterministic covariances at initialisation.
+
+    Attributes:
+        ts: (S,) times t (layer ℓ sits at t_ℓ = ℓT/L).
+        Q: (S, N, N) forward covariance E[h_t^a h_t^b] over the N inputs.
+        Theta: (S, N, N) backward covariance E[g_t^a g_t^b].
+    """
+
+    ts: np.ndarray
+    Q: np.ndarray
+    Theta: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class InitParticles:
+    """Particle (Euler–Maruyama) solution at initialisation.
+
+    Attributes:
+        ts: (L+1,) layer times.
+        Q: (L+1, N, N) particle estimate of E[h_ℓ^a h_ℓ^b].
+        Theta: (L+1, N, N) particle estimate of E[g_ℓ^a g_ℓ^b].
+        h: (L+1, N, P) forward paths, if recorded.
+        g: (L+1, N, P) backward paths, if recorded.
+    """
+
+    ts: np.ndarray
+    Q: np.ndarray
+    Theta: np.ndarray
+    h: np.ndarray | None = None
+    g: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CouplingError:
+    """E|·|² of the synchronous coupling (NFD Appendix C), one input, at every layer.
+
+    Attributes:
+        ts: (L+1,) layer times.
+        total: (L+1,) E|h^{n,L}_ℓ − h_{t_ℓ}|² (network vs continuum SDE).
+        width_part: (L+1,) E|h^{n,L}_ℓ − h^L_ℓ|² (network vs its n → ∞ limit at depth L; Prop. 9).
+        depth_part: (L+1,) E|h^L_ℓ − h_{t_ℓ}|², exact (no Monte Carlo; Prop. 11).
+        total_stderr, width_stderr: (L+1,) standard errors of the Monte-Carlo means over seeds.
+        width, depth, seeds: the configuration.
+    """
+
+    ts: np.ndarray
+    total: np.ndarray
+    width_part: np.ndarray
+    depth_part: np.ndarray
+    total_stderr: np.ndarray
+    width_stderr: np.ndarray
+    width: int
+    depth: int
+    seeds: int
+
+
+def _check_X(X):
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must have shape (N, d) with N, d ≥ 1, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values")
+    return X
+
+
+def _check_pos_int(name, v, minimum=1):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {v!r}")
+    return int(v)
+
+
+def _check_T(T):
+    try:
+        T = float(T)
+    except (TypeError, ValueError):
+        raise ValueError(f"T must be a positive number, got {T!r}") from None
+    if not (T > 0 and math.isfinite(T)):
+        raise ValueError(f"T must be a positive finite number, got {T!r}")
+    return T
+
+
+def _ode_solution(Q0, act, T, rtol, atol, dense, ts=None):
+    """Solve (Q, A)' = (E[φφ](Q), E[φ'φ'](Q)) on [0, T] with diffrax (Tsit5, adaptive)."""
+
+    def field(t, y, args):
+        Q, _ = y
+        return act.gram(Q), act.dgram(Q)
+
+    y0 = (Q0, jnp.zeros_like(Q0))
+    saveat = diffrax.SaveAt(ts=ts, dense=dense) if ts is not None else diffrax.SaveAt(t1=True, dense=dense)
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=T, dt0=None, y0=y0, saveat=saveat,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=100_000,
+    )
+
+
+def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=None, rtol: float = 1e-9,
+                          atol: float = 1e-11) -> InitKernels:
+    """The continuum covariances Q(t), Θ(t) at initialisation, by an adaptive ODE solve.
+
+    Q(0) = X Xᵀ/d, Q' = E[φ(u)φ(u)ᵀ] with u ~ N(0, Q) (``Activation.gram``) and
+    Θ(t) = exp(A(T) − A(t)) with A' = E[φ'(u)φ'(u)ᵀ] (``Activation.dgram``), A(0) = 0.
+
+    Args:
+        X: (N, d) inputs.
+        activation: name or :class:`~nfd.Activation`.
+        T: time horizon.
+        ts: times to report (default: 65 equally spaced points on [0, T]).
+        rtol, atol: tolerances of the adaptive solver (runs in float64 when x64 is enabled).
+
+    Example:
+        >>> import numpy as np
+        >>> k = gaussian_init_kernels(np.ones((1, 2)), activation="identity", ts=[0.0, 1.0])
+        >>> np.round(k.Q[:, 0, 0], 4)  # q' = q, q(0) = 1  ->  q(1) = e
+        array([1.    , 2.7183])
+    """
+    X = _check_X(X)
+    act = get_activation(activation)
+    T = _check_T(T)
+    ts = np.linspace(0.0, T, 65) if ts is None else np.asarray(ts, dtype=np.float64)
+    if ts.ndim != 1 or ts.size == 0 or np.any(ts < 0) or np.any(ts > T) or np.any(np.diff(ts) < 0):
+        raise ValueError(f"ts must be a non-decreasing 1-d array of times in [0, T={T}]")
+    dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    Q0 = jnp.asarray(X @ X.T / X.shape[1], dt)
+    ts_all = jnp.asarray(np.append(ts, T), dt)
+    sol = _ode_solution(Q0, act, T, rtol, atol, dense=False, ts=ts_all)
+    Q, A = (np.asarray(a) for a in sol.ys)
+    Theta = np.exp(A[-1][None] - A[:-1])
+    return InitKernels(ts=ts, Q=Q[:-1], Theta=Theta)
+
+
+def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float = 1.0) -> InitKernels:
+    """The n → ∞ covariances of a depth-L network at initialisation (Euler on the ODE).
+
+    Q_0 = X Xᵀ/d, Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}); Θ_L = 1, Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
+
+    Example:
+        >>> import numpy as np
+        >>> k = discrete_init_kernels(np.ones((1, 2)), depth=4, activation="identity")
+        >>> float(np.round(k.Q[-1, 0, 0], 6))  # (1 + 1/4)^4
+        2.441406
+    """
+    X = _check_X(X)
+    act = get_activation(activation)
+    T = _check_T(T)
+    L = _check_pos_int("depth", depth)
+    tau = T / L
+    Q = [X @ X.T / X.shape[1]]
+    D = []
+    for _ in range(L):
+        Qj = jnp.asarray(Q[-1])
+        D.append(np.asarray(act.dgram(Qj)))
+        Q.append(Q[-1] + tau * np.asarray(act.gram(Qj)))
+    Th = [np.ones_like(Q[0])]
+    for l in range(L, 0, -1):
+        Th.append(Th[-1] * (1.0 + tau * D[l - 1]))
+    return InitKernels(ts=np.linspace(0.0, T, L + 1), Q=np.stack(Q), Theta=np.stack(Th[::-1]))
+
+
+def _psd_sqrt(S):
+    w, V = jnp.linalg.eigh(0.5 * (S + S.T))
+    return (V * jnp.sqrt(jnp.maximum(w, 0.0))) @ V.T
+
+
+def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu", T: float = 1.0, seed: int = 0,
+                       dtype=jnp.float32, record_paths: bool = False, max_memory: int | None = None) -> InitParticles:
+    """Euler–Maruyama particle solution of the forward and backward McKean–Vlasov SDEs.
+
+    Args:
+        X: (N, d) inputs (the N paths of one particle are correlated across inputs).
+        depth: L, the number of Euler–Maruyama steps (τ = T/L).
+        particles: P.
+        activation, T: as for :class:`~nfd.ResNet`.
+        seed: PRNG seed.
+        dtype: ``jnp.float32`` or ``jnp.float64``.
+        record_paths: also return h (L+1, N, P) and g (L+1, N, P).
+
+    Returns:
+        :class:`InitParticles` with particle covariances Q, Θ at every layer.
+
+    Example:
+        >>> import numpy as np
+        >>> sol = init_sde_particles(np.ones((2, 3)), depth=8, particles=4096, activation="tanh")
+        >>> sol.Q.shape
+        (9, 2, 2)
+    """
+    X = _check_X(X)
+    act = get_activation(activation)
+    T = _check_T(T)
+    L = _check_pos_int("depth", depth)
+    P = _check_pos_int("particles", particles, 2)
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    N, d = X.shape
+    check_memory(int(1.25 * (2 * (L + 1) * N * P + P * d + 4 * N * P) * dtype.itemsize), what="init_sde_particles",
+                 hint=f"particles={P}, depth={L}, inputs={N}", limit_bytes=max_memory)
+    out = _init_particles_jit(jax.random.PRNGKey(int(seed)), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
+                              L=L, P=P, act=act)
+    Q, Th, h, g = (np.asarray(a) for a in out)
+    return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h if record_paths else None,
+                         g=g if record_paths else None)
+
+
+def _init_particles(key, X, tau, *, L, P, act):
+    N, d = X.shape
+    dtype = X.dtype
+    k_u, k_v, k_f, k_b = jax.random.split(key, 4)
+    U = jax.random.normal(k_u, (P, d), dtype)
+    h0 = X @ U.T / math.sqrt(d)  # (N, P)
+    st = jnp.sqrt(tau)
+
+    def fwd(h, l):
+        u = act.fn(h)
+        S = u @ u.T / P
+        xi = jax.random.normal(jax.random.fold_in(k_f, l), (N, P), dtype)
+        hn = h + st * _psd_sqrt(S) @ xi
+        return hn, h
+
+    hL, hs = jax.lax.scan(fwd, h0, jnp.arange(L))
+    H = jnp.concatenate([hs, hL[None]], axis=0)  # (L+1, N, P)
+    v = jax.random.normal(k_v, (P,), dtype)
+    gL = jnp.broadcast_to(v, (N, P))
+
+    def bwd(g, xs):
+        l, hp = xs
+        Th = g @ g.T / P
+        xi = jax.random.normal(jax.random.fold_in(k_b, l), (N, P), dtype)
+        gn = g + st * act.deriv(hp) * (_psd_sqrt(Th) @ xi)
+        return gn, g
+
+    g0, gs = jax.lax.scan(bwd, gL, (jnp.arange(L), hs), reverse=True)
+    G = jnp.concatenate([g0[None], gs], axis=0)
+    Q = jnp.einsum("lap,lbp->lab", H, H) / P
+    Th = jnp.einsum("lap,lbp->lab", G, G) / P
+    return Q, Th, H, G
+
+
+_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act"))
+
+
+def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu", T: float = 1.0, seeds: int = 16,
+                   seed: int = 0, dtype=jnp.float64) -> CouplingError:
+    """Synchronous coupling of a width-n depth-L network with the forward SDE (one input).
+
+    At initialisation, z_ℓ = W_ℓ φ(h_{ℓ-1}) / |φ(h_{ℓ-1})| is exactly N(0, I_n) and independent
+    of h_0..h_{ℓ-1} (W_ℓ is Gaussian and independent of them), so the network is, in law,
+    h_ℓ = h_{ℓ-1} + √(τ/n) |φ(h_{ℓ-1})| z_ℓ (NFD Appendix C.1).  The same z drive
+
+    * the depth-L limit  h^L_ℓ = h^L_{ℓ-1} + √τ √(E φ²(h^L_{ℓ-1})) z_ℓ, and
+    * the SDE  h_t = h_0 + ∫ σ_s dw_s, whose Brownian motion has increments √τ z_ℓ on the
+      layer intervals, filled in with independent Brownian bridges:
+      ∫_{t_{ℓ-1}}^{t_ℓ} σ dw = (m_ℓ/τ) √τ z_ℓ + √(v_ℓ) η_ℓ, m_ℓ = ∫σ ds, v_ℓ = ∫σ² ds − m_ℓ²/τ,
+
+    all from the same h_0 ~ N(0, q0).  σ_t² = E[φ²(h_t)] comes from the ODE q' = E[φ²]
+    (:func:`gaussian_init_kernels`), m_ℓ from 8-point Gauss–Legendre per layer.
+
+    Args:
+        q0: |x|²/d, the input variance.
+        width, depth: n and L of the network.
+        seeds: independent networks; the mean over seeds and coordinates has a standard error.
+
+    Returns:
+        :class:`CouplingError` (per-layer mean squared distances and their standard errors).
+    """
+    try:
+        q0 = float(q0)
+    except (TypeError, ValueError):
+        raise ValueError(f"q0 must be a positive number, got {q0!r}") from None
+    if not (q0 > 0 and math.isfinite(q0)):
+        raise ValueError(f"q0 must be a positive finite number, got {q0!r}")
+    act = get_activation(activation)
+    T = _check_T(T)
+    n = _check_pos_int("width", width)
+    L = _check_pos_int("depth", depth)
+    S = _check_pos_int("seeds", seeds, 2)
+    tau = T / L
+    # continuum: q(t) on the layer grid and on Gauss–Legendre nodes inside each layer interval
+    xg, wg = np.polynomial.legendre.leggauss(8)
+    edges = np.linspace(0.0, T, L + 1)
+    nodes = (edges[:-1, None] + 0.5 * tau * (xg[None, :] + 1.0)).ravel()
+    ts = np.unique(np.concatenate([edges, nodes]))
+    k = gaussian_init_kernels(np.full((1, 1), math.sqrt(q0)), activation=act, T=T, ts=ts)
+    qmap = dict(zip(ts.tolist(), k.Q[:, 0, 0].tolist()))
+    q_nodes = np.array([qmap[t] for t in nodes]).reshape(L, 8)
+    q_edges = np.array([qmap[t] for t in edges])
+    sig_nodes = np.sqrt(np.asarray(act.expect_sq(jnp.asarray(q_nodes))))
+    m = 0.5 * tau * (sig_nodes * wg[None, :]).sum(axis=1)  # ∫σ ds per layer
+    v = np.maximum(np.diff(q_edges) - m**2 / tau, 0.0)  # bridge remainder variance
+    # discrete (depth-L) limit
+    qL = [q0]
+    for _ in range(L):
+        qL.append(qL[-1] + tau * float(act.expect_sq(jnp.asarray(qL[-1]))))
+    qL = np.array(qL)
+    sL = np.sqrt(tau * np.asarray(act.expect_sq(jnp.asarray(qL[:-1]))))  # √τ σ^L_{ℓ-1}
+    depth_part = np.concatenate([[0.0], np.cumsum((sL - m / math.sqrt(tau)) ** 2 + v)])
+
+    check_memory(int(1.25 * 8 * S * n * 6), what="coupling_error", hint=f"width={n}, seeds={S}")
+    run = _coupling_jit(n=n, L=L, act=act)
+    keys = jax.random.split(jax.random.PRNGKey(int(seed)), S)
+    tot, wid = run(keys, jnp.asarray(q0, dtype), jnp.asarray(sL, dtype), jnp.asarray(m / math.sqrt(tau), dtype),
+                   jnp.asarray(np.sqrt(v), dtype), jnp.asarray(tau, dtype))
+    tot, wid = np.asarray(tot), np.asarray(wid)  # (S, L+1): per-seed coordinate means
+    se = lambda a: a.std(axis=0, ddof=1) / math.sqrt(S)
+    return CouplingError(ts=edges, total=tot.mean(0), width_part=wid.mean(0), depth_part=depth_part,
+                         total_stderr=se(tot), width_stderr=se(wid), width=n, depth=L, seeds=S)
+
+
+def _coupling_one(key, q0, sL, mc, vb, tau, *, n, L, act):
+    k0, kz, ke = jax.random.split(key, 3)
+    dtype = sL.dtype
+    h0 = jnp.sqrt(q0) * jax.random.normal(k0, (n,), dtype)
+
+    def layer(carry, l):
+        hn, hl, hc = carry
+        z = jax.random.normal(jax.random.fold_in(kz, l), (n,), dtype)
+        eta = jax.random.normal(jax.random.fold_in(ke, l), (n,), dtype)
+        hn = hn + jnp.sqrt(tau / n) * jnp.linalg.norm(act.fn(hn)) * z
+        hl = hl + sL[l] * z
+        hc = hc + mc[l] * z + vb[l] * eta
+        return (hn, hl, hc), (jnp.mean((hn - hc) ** 2), jnp.mean((hn - hl) ** 2))
+
+    _, (tot, wid) = jax.lax.scan(layer, (h0, h0, h0), jnp.arange(L))
+    z = jnp.zeros((1,), dtype)
+    return jnp.concatenate([z, tot]), jnp.concatenate([z, wid])
+
+
+def _coupling_jit(*, n, L, act):
+    return jax.jit(jax.vmap(lambda k, q0, sL, mc, vb, tau: _coupling_one(k, q0, sL, mc, vb, tau, n=n, L=L, act=act),
+                            in_axes=(0, None, None, None, None, None)))
