@@ -14,3 +14,6 @@ from .finite import simulate as simulate
 from .finite import simulate_network as simulate_network
 
 __version__ = "0.1.0"
+from ._model import MeanODEResNet as MeanODEResNet
+from .meanode import simulate_resnet as simulate_resnet
+from .meanode import solve_mean_ode as solve_mean_ode

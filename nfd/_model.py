@@ -215,3 +215,133 @@ class ResNet:
     def replace(self, **changes) -> "ResNet":
         """A copy with some fields changed (the object itself is immutable)."""
         return dataclasses.replace(self, **changes)
+
+
+# ---- ResNets with hidden width M (Chizat 2025, "The hidden width of deep ResNets") --------
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanODEResNet:
+    """Immutable description of a ResNet with embedding dimension D and M units per block,
+    and of its training by full-batch GD (hidden-width-neural-mean-ode.txt, Eq. 1, 5, 24, 25).
+
+    Forward pass (``depth`` = L, ``hidden`` = M; ``None`` for the L → ∞ Neural Mean ODE)::
+
+        h⁰ = x ∈ R^D,   hˡ = hˡ⁻¹ + α/(LM) Σ_{j≤M} φ(hˡ⁻¹, (u^{j,ℓ}, v^{j,ℓ})),
+
+    with the unit φ = ``unit`` (default v ρ(uᵀx/D)), initial entries u ~ N(0, σ_u²),
+    v ~ N(0, σ_v²) i.i.d., loss loss_i(h) = ½‖h − y_i‖²/D (the "RMS" square loss, whose
+    gradient has the Θ(1/D) scale assumed in §4), objective (1/n) Σ_i loss_i, and GD
+
+        u ← u − (L M η_u / α²) ∇_u L̂,      v ← v − (L M η_v / α²) ∇_v L̂.
+
+    Defaults are the setting of §2.4: α = 1, σ_u = σ_v = √D, η_u = η_v = D.  The limit
+    (Eq. 10–14) is the same with (1/(LM)) Σ replaced by E over the parameter process Z(s).
+    §4's residual scale σ_v/(LM) is reached with :meth:`balanced`.
+
+    Args:
+        dim: embedding dimension D.
+        depth: L, or ``None`` for the limit.
+        hidden: M, or ``None`` (the limit does not depend on M).
+        unit: ``"mlp"`` or an :class:`nfd.meanode.Unit`.
+        activation: ρ, name or :class:`~nfd.Activation` (default ``"tanh"``).
+        alpha: α > 0, the residual multiplier of §2–3 (α → ∞ is the lazy-ODE regime).
+        sigma_u, sigma_v: initial standard deviations (default √D).
+        lr_u, lr_v: η_u, η_v ≥ 0 (default D).
+
+    Example:
+        >>> net = MeanODEResNet(dim=10, depth=100, hidden=4)
+        >>> net.residual_scale, net.gd_rates == (10 * 400.0, 10 * 400.0)
+        (0.0025, True)
+    """
+
+    dim: int
+    depth: int | None = None
+    hidden: int | None = None
+    unit: object = "mlp"
+    activation: Activation | str = "tanh"
+    alpha: float = 1.0
+    sigma_u: float | None = None
+    sigma_v: float | None = None
+    lr_u: float | None = None
+    lr_v: float | None = None
+
+    def __post_init__(self):
+        _check_pos_int("dim", self.dim)
+        if self.depth is not None:
+            _check_pos_int("depth", self.depth)
+        if self.hidden is not None:
+            _check_pos_int("hidden", self.hidden)
+        from .meanode._units import get_unit  # local import: the unit registry lives there
+
+        object.__setattr__(self, "unit", get_unit(self.unit))
+        object.__setattr__(self, "activation", get_activation(self.activation))
+        _check_pos_float("alpha", self.alpha)
+        object.__setattr__(self, "alpha", float(self.alpha))
+        root = math.sqrt(self.dim)
+        for name in ("sigma_u", "sigma_v"):
+            val = getattr(self, name)
+            val = root if val is None else val
+            try:
+                fv = float(val)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a non-negative number, got {val!r}") from None
+            if not (fv >= 0 and math.isfinite(fv)):
+                raise ValueError(f"{name} must be a non-negative finite number, got {val!r}")
+            object.__setattr__(self, name, fv)
+        for name in ("lr_u", "lr_v"):
+            val = getattr(self, name)
+            val = float(self.dim) if val is None else val
+            try:
+                fv = float(val)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a non-negative number, got {val!r}") from None
+            if not (fv >= 0 and math.isfinite(fv)):
+                raise ValueError(f"{name} must be a non-negative finite number, got {val!r}")
+            object.__setattr__(self, name, fv)
+
+    @classmethod
+    def balanced(cls, dim: int, scale: float, *, eta0: float = 1.0, **kw) -> "MeanODEResNet":
+        """§4.4 / Theorem 3 parameterisation: σ_u = √D, σ_v = scale·√D, α = 1 and the
+        "balanced contributions" rates η_u = η0·D·min(1, scale⁻²), η_v = η0·D.
+
+        ``scale`` ≪ 1: semi-complete, ``scale`` = Θ(1): complete, ``scale`` ≫ 1: lazy ODE.
+        """
+        try:
+            a = float(scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"scale must be a non-negative number, got {scale!r}") from None
+        if not (a >= 0 and math.isfinite(a)):
+            raise ValueError(f"scale must be a non-negative finite number, got {scale!r}")
+        _check_pos_float("eta0", eta0)
+        lr_u = eta0 * dim * (1.0 if a <= 1.0 else a**-2)
+        return cls(dim=dim, sigma_u=math.sqrt(dim), sigma_v=a * math.sqrt(dim), lr_u=lr_u,
+                   lr_v=eta0 * dim, alpha=kw.pop("alpha", 1.0), **kw)
+
+    @property
+    def param_sizes(self) -> tuple[int, int]:
+        """(p_u, p_v), the sizes of a unit's two parameter groups."""
+        return tuple(int(s) for s in self.unit.sizes(self.dim))
+
+    @property
+    def is_limit(self) -> bool:
+        return self.depth is None
+
+    @property
+    def residual_scale(self) -> float:
+        """α/(LM), the multiplier of the sum over units in each block (finite nets only)."""
+        if self.depth is None or self.hidden is None:
+            raise ValueError("residual_scale needs finite depth and hidden width")
+        return self.alpha / (self.depth * self.hidden)
+
+    @property
+    def gd_rates(self) -> tuple[float, float]:
+        """(L M η_u/α², L M η_v/α²): the actual GD step sizes of the finite network (Eq. 5, 25)."""
+        if self.depth is None or self.hidden is None:
+            raise ValueError("gd_rates needs finite depth and hidden width")
+        c = self.depth * self.hidden / self.alpha**2
+        return (c * self.lr_u, c * self.lr_v)
+
+    def replace(self, **changes) -> "MeanODEResNet":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

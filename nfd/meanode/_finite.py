@@ -1,0 +1,342 @@
+"""Finite ResNets with embedding dimension D and M units per block, trained by full-batch GD.
+
+The network and its training are described by :class:`nfd.MeanODEResNet` (Eq. 1, 5, 24, 25
+of hidden-width-neural-mean-ode.txt)::
+
+    h⁰ = x,   hˡ = hˡ⁻¹ + α/(LM) Σ_j φ(hˡ⁻¹, (u^{j,ℓ}, v^{j,ℓ})),     ℓ = 1..L
+    L̂ = (1/n) Σ_i ½‖h^L(x_i) − y_i‖²/D
+    u ← u − (LMη_u/α²) ∇_u L̂,   v ← v − (LMη_v/α²) ∇_v L̂.
+
+Gradients come from JAX autodiff of this forward pass (the backward pass of Eq. 7 is its
+reverse-mode derivative).  Many seeds run at once (vmapped, in memory-sized chunks).
+
+The same discretised dynamics, with the M·L i.i.d. weights replaced by P particles shared by all
+grid points, is the Euler scheme of the Neural Mean ODE used by :func:`nfd.meanode.solve_mean_ode`;
+both share :func:`_train_core` below, so the finite network and the limit solver cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import DivergenceError
+from .._memory import check_memory
+from .._model import MeanODEResNet
+from .._validate import check_seeds
+
+__all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data",
+           "init_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetResult:
+    """What :func:`simulate_resnet` returns (numpy arrays, leading axis = seed).
+
+    Attributes:
+        outputs: (seeds, K+1, n, D) h^L(x_i; Ẑ_k) for k = 0..K (k = 0 is the initial network,
+            k = K the network after K GD steps).
+        losses: (seeds, K+1) L̂(Ẑ_k).
+        u_displacement: (seeds, K+1) ‖û_k − û_0‖ in RMS over all units and entries
+            (= (E_{j,ℓ} ‖u_k^{j,ℓ} − u_0^{j,ℓ}‖²_{2̄})^{1/2}, the quantity of Fig. 5b).
+        v_displacement: (seeds, K+1) the same for v.
+        forward: (seeds, S, L+1, n, D) the forward pass hˡ(x_i) at the GD steps ``forward_steps``.
+        forward_steps: the S recorded steps.
+        s: (L+1,) depth grid ℓ/L.
+        network: the :class:`~nfd.MeanODEResNet` simulated.
+        config: the other arguments (steps, seeds, seed, tied, dtype) and ``wall_time_s``.
+    """
+
+    outputs: np.ndarray
+    losses: np.ndarray
+    u_displacement: np.ndarray
+    v_displacement: np.ndarray
+    forward: np.ndarray
+    forward_steps: tuple
+    s: np.ndarray
+    network: MeanODEResNet
+    config: dict
+
+    @property
+    def final(self) -> np.ndarray:
+        """(seeds, n, D) outputs after the last GD step."""
+        return self.outputs[:, -1]
+
+
+def check_vector_data(X, Y, dim=None):
+    """Validate a training set X (n, D), Y (n, D) (vector outputs in R^D) and return numpy arrays."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("X must be a numeric array of shape (n, D)") from None
+    try:
+        Y = np.asarray(Y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("Y must be a numeric array of shape (n, D)") from None
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must have shape (n, D) with n, D ≥ 1, got shape {X.shape}")
+    if Y.shape != X.shape:
+        raise ValueError(f"Y must have the shape of X {X.shape} (targets in R^D), got shape {Y.shape}")
+    if dim is not None and X.shape[1] != dim:
+        raise ValueError(f"X has {X.shape[1]} columns but the network's dim is D={dim}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y contains NaN or infinite values")
+    return X, Y
+
+
+def _check_steps(steps):
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer (number of GD steps K), got {steps!r}")
+    return int(steps)
+
+
+def _check_forward_steps(forward_steps, steps):
+    if forward_steps is None:
+        forward_steps = (0, steps) if steps > 0 else (0,)
+    try:
+        fs = tuple(int(k) for k in forward_steps)
+    except TypeError:
+        raise ValueError(f"forward_steps must be a sequence of GD step indices, got {forward_steps!r}") from None
+    for k in fs:
+        if not 0 <= k <= steps:
+            raise ValueError(f"forward_steps entries must lie in [0, steps={steps}], got {k}")
+    return fs
+
+
+def _dtype(dtype):
+    dt = jnp.dtype(dtype)
+    if dt not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    if dt == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    return dt
+
+
+def train_bytes(*, L, P, n, D, p, steps, n_forward, dtype) -> int:
+    """Rough peak memory of one seed of :func:`_train_core` in bytes."""
+    item = jnp.dtype(dtype).itemsize
+    params = 6 * L * P * p  # Z0, Z, grad, update temporaries
+    acts = 4 * L * n * (D + P)  # saved forward states and pre-activations for reverse mode
+    record = (steps + 1) * n * D + n_forward * (L + 1) * n * D
+    return int(item * (params + acts + record))
+
+
+def _train_core(net: MeanODEResNet, *, L: int, steps: int, forward_steps: tuple, lazy: bool = False):
+    """Build ``run(U0, V0, X, Y) -> dict`` of K GD steps of the depth-L discretised network.
+
+    U0 (L, P, p_u), V0 (L, P, p_v): the units at each layer.  The block is
+    h ← h + (α/L)·mean_p φ(h, z_p), so P = M gives the finite ResNet (Eq. 1) and P particles
+    shared over layers give the Euler scheme of the Mean ODE (Eq. 10).  GD uses the L²-geometry
+    rates: Euclidean gradient × (L·P) × η/α² (Eq. 5, 11).
+
+    ``lazy=True``: the Neural Tangent ODE (Eq. 18–21): parameters ζ = (ζ_u, ζ_v) start at 0,
+    the block is h ← h + (1/L)·mean_p D₂φ(h, z_p)·ζ_p and GD is ζ ← ζ − (L·P)·η·∇_ζ.
+    """
+    unit, rho, alpha = net.unit, net.activation.fn, net.alpha
+    fsteps = jnp.asarray(forward_steps, dtype=jnp.int32)
+
+    def forward(params, X, U0, V0):
+        def layer(h, layer_params):
+            if lazy:
+                zu, zv, u0, v0 = layer_params
+                _, inc = jax.jvp(lambda uu, vv: unit.block_mean(h, uu, vv, rho), (u0, v0), (zu, zv))
+            else:
+                u, v = layer_params
+                inc = alpha * unit.block_mean(h, u, v, rho)
+            h = h + inc / L
+            return h, h
+
+        xs = (params[0], params[1], U0, V0) if lazy else params
+        _, hs = jax.lax.scan(layer, X, xs)
+        return jnp.concatenate([X[None], hs], axis=0)
+
+    def loss_fn(params, X, Y, U0, V0):
+        hs = forward(params, X, U0, V0)
+        r = hs[-1] - Y
+        return 0.5 * jnp.mean(jnp.sum(r * r, axis=-1)) / X.shape[-1], hs
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def run(U0, V0, X, Y):
+        P = U0.shape[1]
+        scale = L * P * (1.0 if lazy else 1.0 / alpha**2)
+        ru, rv = scale * net.lr_u, scale * net.lr_v
+        params0 = (jnp.zeros_like(U0), jnp.zeros_like(V0)) if lazy else (U0, V0)
+        buf0 = jnp.zeros((len(forward_steps), L + 1) + X.shape, X.dtype)
+
+        def step(carry, k):
+            params, buf = carry
+            (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0)
+            du = params[0] - (0.0 if lazy else U0)
+            dv = params[1] - (0.0 if lazy else V0)
+            disp_u = jnp.sqrt(jnp.mean(du * du)) if du.size else jnp.zeros((), X.dtype)
+            disp_v = jnp.sqrt(jnp.mean(dv * dv)) if dv.size else jnp.zeros((), X.dtype)
+            hit = fsteps == k
+            idx = jnp.argmax(hit)
+            buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(hit.any(), hs, buf[idx]), idx, 0)
+            params = (params[0] - ru * gu, params[1] - rv * gv)
+            return (params, buf), (hs[-1], loss, disp_u, disp_v)
+
+        (_, buf), (outs, losses, du, dv) = jax.lax.scan(step, (params0, buf0), jnp.arange(steps + 1))
+        return dict(outputs=outs, losses=losses, u_displacement=du, v_displacement=dv, forward=buf)
+
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_core(net, L, steps, forward_steps, lazy, batched):
+    """jit-compiled :func:`_train_core` (vmapped over a leading seed axis if ``batched``), cached."""
+    core = _train_core(net, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
+    return jax.jit(jax.vmap(core, in_axes=(0, 0, None, None)) if batched else core)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_init(net, L, M, tied, dtype):
+    def draw(base, idx):
+        return jax.vmap(lambda s: init_weights(net, jax.random.fold_in(base, s), L=L, M=M, tied=tied,
+                                               dtype=dtype))(idx)
+
+    return jax.jit(draw)
+
+
+def init_weights(net: MeanODEResNet, key, *, L: int, M: int, tied: bool = False, dtype=jnp.float32):
+    """Draw (U0 (L, M, p_u), V0 (L, M, p_v)) with i.i.d. N(0, σ_u²), N(0, σ_v²) entries.
+
+    ``tied=True`` draws one set of M units and repeats it at every layer (the weight-tied
+    initialisation of Fig. 3, whose L → ∞ limit is the Mean ODE with the empirical measure
+    of those M units).
+    """
+    p_u, p_v = net.param_sizes
+    ku, kv = jax.random.split(key)
+    Lr = 1 if tied else L
+    U = net.sigma_u * jax.random.normal(ku, (Lr, M, p_u), dtype)
+    V = net.sigma_v * jax.random.normal(kv, (Lr, M, p_v), dtype)
+    if tied:
+        U, V = jnp.broadcast_to(U, (L, M, p_u)), jnp.broadcast_to(V, (L, M, p_v))
+    return U, V
+
+
+def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
+    """Raise :class:`~nfd.DivergenceError` at the first GD step with a non-finite output."""
+    bad = ~np.isfinite(outputs).reshape(outputs.shape[0], outputs.shape[1], -1).all(-1)
+    bad |= ~np.isfinite(losses)
+    if bad.any():
+        steps_bad = np.where(bad.any(0))[0]
+        k = int(steps_bad[0])
+        s = int(np.where(bad[:, k])[0][0])
+        raise DivergenceError(
+            f"{what} diverged: non-finite output at GD step {k} ({axis_name} {s}); "
+            "lower the learning rates lr_u/lr_v or the scales", step=k, seed=s, quantity="output h^L")
+
+
+def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int = 1, seed: int = 0,
+                            tied: bool = False, init=None, forward_steps=None, dtype=jnp.float32,
+                            max_memory: int | None = None) -> ResNetResult:
+    """Train ``seeds`` independent finite ResNets described by ``net`` (depth and hidden set).
+
+    Args:
+        net: a :class:`~nfd.MeanODEResNet` with finite ``depth`` L and ``hidden`` M.
+        X, Y: (n, D) training inputs and targets.
+        steps: number K of full-batch GD steps.
+        seeds: independent initialisations run at once; seed s uses ``fold_in(PRNGKey(seed), s)``.
+        tied: weight-tied initialisation (the same M units at every layer).
+        init: optional explicit initial weights (U0, V0) of shape (L, M, p) or (seeds, L, M, p).
+        forward_steps: GD steps at which the whole forward pass is recorded (default (0, K)).
+        dtype: float32 (default) or float64.
+        max_memory: memory limit in bytes (default 80% of RAM).
+
+    Returns:
+        :class:`ResNetResult`.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> X = np.random.default_rng(0).normal(size=(3, 4)); Y = -X
+        >>> net = nfd.MeanODEResNet(dim=4, depth=8, hidden=2)
+        >>> simulate_resnet_network(net, X, Y, steps=5, seeds=2).outputs.shape
+        (2, 6, 3, 4)
+    """
+    if not isinstance(net, MeanODEResNet):
+        raise ValueError(f"net must be an nfd.MeanODEResNet, got {type(net).__name__}")
+    if net.depth is None or net.hidden is None:
+        raise ValueError("net must have finite depth and hidden width (use solve_mean_ode for the limit)")
+    X, Y = check_vector_data(X, Y, net.dim)
+    steps = _check_steps(steps)
+    seeds = check_seeds(seeds)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    fsteps = _check_forward_steps(forward_steps, steps)
+    dt = _dtype(dtype)
+    L, M = net.depth, net.hidden
+    p_u, p_v = net.param_sizes
+    n, D = X.shape
+    if init is not None:
+        try:
+            U0, V0 = (jnp.asarray(a, dt) for a in init)
+        except (TypeError, ValueError):
+            raise ValueError("init must be a pair (U0, V0) of arrays") from None
+        if U0.ndim == 3:
+            U0, V0 = jnp.broadcast_to(U0, (seeds,) + U0.shape), jnp.broadcast_to(V0, (seeds,) + V0.shape)
+        if U0.shape != (seeds, L, M, p_u) or V0.shape != (seeds, L, M, p_v):
+            raise ValueError(f"init shapes must be (L, M, p) = ({L}, {M}, {p_u}) and ({L}, {M}, {p_v}) "
+                             f"(optionally with a leading seeds axis), got {U0.shape}, {V0.shape}")
+    one = train_bytes(L=L, P=M, n=n, D=D, p=p_u + p_v, steps=steps, n_forward=len(fsteps), dtype=dt)
+    check_memory(one, what=f"a ResNet with L={L}, M={M}, D={D}", hint="one seed at a time",
+                 limit_bytes=max_memory)
+    limit = max_memory if max_memory is not None else None
+    from .._memory import available_memory_bytes
+
+    budget = limit if limit is not None else int(0.4 * available_memory_bytes())
+    chunk = max(1, min(seeds, budget // max(one, 1)))
+
+    core = _jitted_core(net, L, steps, fsteps, False, True)
+    Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
+    base = jax.random.PRNGKey(int(seed))
+    draw = _jitted_init(net, L, M, bool(tied), dt)
+    t0 = time.perf_counter()
+    parts = []
+    for start in range(0, seeds, chunk):
+        idx = jnp.arange(start, min(seeds, start + chunk))
+        Us, Vs = draw(base, idx) if init is None else (U0[idx], V0[idx])
+        out = core(Us, Vs, Xj, Yj)
+        parts.append(jax.tree_util.tree_map(np.asarray, out))
+    res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    wall = time.perf_counter() - t0
+    raise_if_diverged(res["outputs"], res["losses"], what=f"ResNet (L={L}, M={M})")
+    return ResNetResult(
+        outputs=res["outputs"], losses=res["losses"], u_displacement=res["u_displacement"],
+        v_displacement=res["v_displacement"], forward=res["forward"], forward_steps=fsteps,
+        s=np.arange(L + 1) / L, network=net,
+        config=dict(steps=steps, seeds=seeds, seed=int(seed), tied=bool(tied), dtype=str(dt),
+                    chunk=chunk, wall_time_s=wall))
+
+
+def simulate_resnet(X, Y, *, depth: int, hidden: int, steps: int, activation="tanh", unit="mlp",
+                    alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None,
+                    seeds: int = 1, seed: int = 0, tied: bool = False, init=None, forward_steps=None,
+                    dtype=jnp.float32, max_memory: int | None = None) -> ResNetResult:
+    """Train finite ResNets with hidden width M (Eq. 1/24) by full-batch GD, many seeds at once.
+
+    Builds ``nfd.MeanODEResNet(dim=X.shape[1], depth, hidden, ...)`` (defaults: tanh, α = 1,
+    σ_u = σ_v = √D, η_u = η_v = D, the setting of §2.4) and calls
+    :func:`simulate_resnet_network`.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0); X, Y = rng.normal(size=(2, 5, 3))
+        >>> r = simulate_resnet(X, Y, depth=16, hidden=2, steps=10, seeds=3)
+        >>> r.outputs.shape, r.losses.shape
+        ((3, 11, 5, 3), (3, 11))
+    """
+    X, Y = check_vector_data(X, Y)
+    net = MeanODEResNet(dim=X.shape[1], depth=depth, hidden=hidden, unit=unit, activation=activation,
+                        alpha=alpha, sigma_u=sigma_u, sigma_v=sigma_v, lr_u=lr_u, lr_v=lr_v)
+    return simulate_resnet_network(net, X, Y, steps=steps, seeds=seeds, seed=seed, tied=tied, init=init,
+                                   forward_steps=forward_steps, dtype=dtype, max_memory=max_memory)

@@ -1,0 +1,304 @@
+"""The Neural Mean ODE (Eq. 10–14) and the Neural Tangent ODE (Eq. 18–21), solved with particles.
+
+Discretisation.  The limit is parameterised by a process Z_k(s) = (U_k(s), V_k(s)), s ∈ [0, 1],
+started from a constant Z_0(s) = Z_0 ~ μ_0.  Since the update of Z_k(s, ω) depends on ω only
+through Z_k(s, ω), Z_k(s) is a deterministic function of (s, Z_0): one particle z_p ~ μ_0
+carries a whole curve s ↦ Z_k(s, z_p).  We represent μ_0 by P particles and s by a uniform
+grid of N steps, and solve
+
+* the forward Mean ODE ∂_s h = α E[φ(h, Z(s))] by the explicit Euler scheme,
+* the backward (adjoint) Mean ODE and the mean-field gradient g_i(s, ·) by the exact reverse-mode
+  derivative of that scheme (the discrete adjoint: a consistent Euler scheme for Eq. 12–13),
+* GD in the L² geometry, Z_{k+1}(s) = Z_k(s) − (η/α²)∇L(Z_k) (Eq. 11), where the L² gradient of
+  the discretised objective is N·P times its Euclidean gradient.
+
+This is exactly the training of a weight-tied ResNet with L = N and M = P (see
+:mod:`nfd.meanode._finite`, which shares the code): the errors are a depth-discretisation error
+O(1/N) and a Monte-Carlo error of the particle measure.  ``richardson=True`` removes the leading
+O(1/N) term by combining the N- and 2N-step solutions on the same particles (2·o_{2N} − o_N).
+
+Monte-Carlo error.  With particles shared by all grid points (``coupling="common"``, the
+literal discretisation of the constant-in-s initialisation) the sampling error does not average
+over depth, so it is O(1/√P) for i.i.d. particles.  It is reduced by
+
+* ``sampler="antithetic"``: pairs (u, v), (u, −v); for units odd in v (the MLP unit) the initial
+  E[φ] = 0 and E[D₁φ] = 0 are then exact and the dynamics' leading odd part cancels;
+* ``sampler="sobol"``: scrambled Sobol points in the 2D-dimensional unit cube mapped through
+  the Gaussian quantile (randomised quasi-Monte-Carlo);
+* ``sampler="sobol_antithetic"``: both;
+* ``coupling="independent"``: fresh particles at each grid point (like the finite ResNet, whose
+  L·M weights are all independent), so the error also averages over the N grid points.
+
+``replicates`` independent randomisations run at once; the result is their mean, and their
+spread gives ``outputs_stderr``, an honest Monte-Carlo error bar.  The choice of defaults was
+measured in ``benchmarks/mean_ode.py`` (see docs/mean_ode.md).
+
+Lazy regime.  ``lazy=True`` solves the Neural Tangent ODE: ζ_0 = 0 and
+∂_s h = E[D₂φ(h, Z_0) ζ(s)], its adjoint and ζ_{k+1} = ζ_k − (η/n)Σ_i g_i(s, Z_0, ζ_k), again by
+Euler + discrete adjoint with the same particles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._memory import check_memory
+from .._model import MeanODEResNet
+from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_core, check_vector_data,
+                      raise_if_diverged, train_bytes)
+
+__all__ = ["solve_mean_ode", "solve_mean_ode_network", "MeanODEResult", "sample_particles",
+           "SAMPLERS", "COUPLINGS"]
+
+SAMPLERS = ("iid", "antithetic", "sobol", "sobol_antithetic")
+COUPLINGS = ("common", "independent")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanODEResult:
+    """What :func:`solve_mean_ode` returns (numpy arrays).
+
+    Attributes:
+        outputs: (K+1, n, D) h(1, x_i, Z_k), k = 0..K (mean over replicates).
+        outputs_stderr: (K+1, n, D) standard error of ``outputs`` over the replicates (NaN for one).
+        losses: (K+1,) L(Z_k) = (1/n)Σ ½‖h(1, x_i, Z_k) − y_i‖²/D of the mean outputs.
+        forward: (S, N+1, n, D) the forward pass h(s, x_i, Z_k) at the GD steps ``forward_steps``.
+        forward_steps: the S recorded steps.
+        s: (N+1,) depth grid.
+        u_displacement, v_displacement: (K+1,) ‖U_k − U_0‖ and ‖V_k − V_0‖ (RMS over s, particles
+            and entries); for ``lazy=True`` the RMS of ζ_u, ζ_v instead (Ẑ − Z_0 ≈ ζ/α).
+        replicate_outputs: (R, K+1, n, D) each replicate's outputs.
+        network: the limit :class:`~nfd.MeanODEResNet` (depth = hidden = None).
+        config: grid, particles, sampler, coupling, replicates, lazy, richardson, seed, dtype,
+            wall_time_s.
+    """
+
+    outputs: np.ndarray
+    outputs_stderr: np.ndarray
+    losses: np.ndarray
+    forward: np.ndarray
+    forward_steps: tuple
+    s: np.ndarray
+    u_displacement: np.ndarray
+    v_displacement: np.ndarray
+    replicate_outputs: np.ndarray
+    network: MeanODEResNet
+    config: dict
+
+    @property
+    def final(self) -> np.ndarray:
+        """(n, D) outputs after the last GD step."""
+        return self.outputs[-1]
+
+
+def _gauss_from_sobol(P: int, d: int, seed) -> np.ndarray:
+    from scipy.stats import norm, qmc
+
+    pts = qmc.Sobol(d=d, scramble=True, seed=np.random.default_rng(seed)).random(P)
+    return norm.ppf(np.clip(pts, 1e-15, 1 - 1e-15))
+
+
+def sample_particles(net: MeanODEResNet, P: int, *, sampler: str = "sobol_antithetic",
+                     seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """P particles (U (P, p_u), V (P, p_v)) of μ_0 = N(0, σ_u²)^{p_u} ⊗ N(0, σ_v²)^{p_v}.
+
+    ``seed`` is anything ``numpy.random.default_rng`` accepts (e.g. a tuple (seed, replicate)).
+
+    Example:
+        >>> import nfd
+        >>> U, V = sample_particles(nfd.MeanODEResNet(dim=3), 8, sampler="antithetic")
+        >>> bool(abs(V.sum(0)).max() == 0.0), U.shape
+        (True, (8, 3))
+    """
+    p_u, p_v = net.param_sizes
+    d = p_u + p_v
+    anti = sampler in ("antithetic", "sobol_antithetic")
+    Q = P // 2 if anti else P
+    if sampler.startswith("sobol"):
+        G = _gauss_from_sobol(Q, d, seed)
+    else:
+        G = np.random.default_rng(seed).standard_normal((Q, d))
+    U, V = G[:, :p_u], G[:, p_u:]
+    if anti:
+        U, V = np.concatenate([U, U]), np.concatenate([V, -V])
+    return net.sigma_u * U, net.sigma_v * V
+
+
+def _check_choice(name, val, options):
+    if val not in options:
+        raise ValueError(f"{name} must be one of {options}, got {val!r}")
+
+
+def _pos_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
+                           sampler: str = "sobol_antithetic", coupling: str = "common",
+                           replicates: int = 4, lazy: bool = False, richardson: bool = False,
+                           seed: int = 0, particles_init=None, forward_steps=None, dtype=jnp.float64,
+                           max_memory: int | None = None) -> MeanODEResult:
+    """Solve the Neural Mean ODE (or, ``lazy=True``, the Neural Tangent ODE) of ``net``.
+
+    ``net.depth`` and ``net.hidden`` are ignored (the limit depends on neither).  See
+    :func:`solve_mean_ode` for the arguments; ``particles_init`` = (U (P, p_u), V (P, p_v)) uses
+    given particles (one replicate, shared over depth) instead of sampling.
+    """
+    if not isinstance(net, MeanODEResNet):
+        raise ValueError(f"net must be an nfd.MeanODEResNet, got {type(net).__name__}")
+    net = net.replace(depth=None, hidden=None)
+    X, Y = check_vector_data(X, Y, net.dim)
+    steps = _check_steps(steps)
+    N = _pos_int("grid", grid)
+    _check_choice("sampler", sampler, SAMPLERS)
+    _check_choice("coupling", coupling, COUPLINGS)
+    R = _pos_int("replicates", replicates)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    fsteps = _check_forward_steps(forward_steps, steps)
+    dt = _dtype(dtype)
+    if richardson and coupling != "common":
+        raise ValueError("richardson=True needs coupling='common' (the same particles on both grids)")
+    if sampler in ("antithetic", "sobol_antithetic") and not net.unit.odd_in_v:
+        raise ValueError(f"sampler={sampler!r} needs a unit odd in v; use 'iid' or 'sobol'")
+    p_u, p_v = net.param_sizes
+    if particles_init is not None:
+        try:
+            Ug, Vg = (np.asarray(a, np.float64) for a in particles_init)
+        except (TypeError, ValueError):
+            raise ValueError("particles_init must be a pair (U, V) of arrays") from None
+        if Ug.ndim != 2 or Vg.ndim != 2 or Ug.shape[1] != p_u or Vg.shape[1] != p_v or len(Ug) != len(Vg):
+            raise ValueError(f"particles_init must have shapes (P, {p_u}) and (P, {p_v}), "
+                             f"got {Ug.shape}, {Vg.shape}")
+        P, R, coupling = len(Ug), 1, "common"
+    else:
+        P = _pos_int("particles", particles)
+        if sampler in ("antithetic", "sobol_antithetic") and P % 2:
+            raise ValueError(f"particles must be even for sampler={sampler!r}, got {P}")
+        if sampler.startswith("sobol"):
+            Q = P // 2 if "antithetic" in sampler else P
+            if Q & (Q - 1):
+                raise ValueError(f"sampler={sampler!r} needs particles = 2^m"
+                                 f"{' × 2' if 'antithetic' in sampler else ''} (Sobol balance), got {P}")
+    n, D = X.shape
+    grids = (N, 2 * N) if richardson else (N,)
+    for Ng in grids:
+        est = R * train_bytes(L=Ng, P=P, n=n, D=D, p=p_u + p_v, steps=steps, n_forward=len(fsteps), dtype=dt)
+        check_memory(est, what=f"the Mean ODE solver (grid={Ng}, particles={P}, replicates={R})",
+                     hint="fewer particles, grid points or replicates", limit_bytes=max_memory)
+
+    # ---- particles: (R, N, P, p) ---------------------------------------------------------
+    def draw(r, layer=None):
+        key = (int(seed), r) if layer is None else (int(seed), r, layer)
+        return sample_particles(net, P, sampler=sampler, seed=key)
+
+    t0 = time.perf_counter()
+    if particles_init is not None:
+        parts = [(Ug, Vg)]
+    elif coupling == "common":
+        parts = [draw(r) for r in range(R)]
+    else:
+        parts = []
+        for r in range(R):
+            layers = [draw(r, ell) for ell in range(N)]
+            parts.append((np.stack([a for a, _ in layers]), np.stack([b for _, b in layers])))
+    Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
+
+    def run_grid(Ng, fs):
+        fn = _jitted_core(net, Ng, steps, fs, bool(lazy), False)
+        outs = []
+        for U, V in parts:
+            U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
+            if U.ndim == 2:
+                U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
+            outs.append(jax.tree_util.tree_map(np.asarray, fn(U, V, Xj, Yj)))
+        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+
+    res = run_grid(N, fsteps)
+    if richardson:
+        fine = run_grid(2 * N, fsteps)
+        res = dict(
+            outputs=2 * fine["outputs"] - res["outputs"],
+            losses=None,
+            u_displacement=2 * fine["u_displacement"] - res["u_displacement"],
+            v_displacement=2 * fine["v_displacement"] - res["v_displacement"],
+            forward=2 * fine["forward"][:, :, ::2] - res["forward"],
+        )
+    wall = time.perf_counter() - t0
+    rep = res["outputs"]
+    losses_rep = res["losses"]
+    if losses_rep is None:
+        r_ = rep - Y
+        losses_rep = 0.5 * np.mean(np.sum(r_ * r_, -1), -1) / D
+    raise_if_diverged(rep, losses_rep, what="Mean ODE solver", axis_name="replicate")
+    mean = rep.mean(0)
+    se = rep.std(0, ddof=1) / math.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
+    rr = mean - Y
+    losses = 0.5 * np.mean(np.sum(rr * rr, -1), -1) / D
+    return MeanODEResult(
+        outputs=mean, outputs_stderr=se, losses=losses, forward=res["forward"].mean(0),
+        forward_steps=fsteps, s=np.arange(N + 1) / N, u_displacement=res["u_displacement"].mean(0),
+        v_displacement=res["v_displacement"].mean(0), replicate_outputs=rep, network=net,
+        config=dict(steps=steps, grid=N, particles=P, sampler=sampler, coupling=coupling, replicates=R,
+                    lazy=bool(lazy), richardson=bool(richardson), seed=int(seed), dtype=str(dt),
+                    wall_time_s=wall))
+
+
+def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
+                   sampler: str = "sobol_antithetic", coupling: str = "common", replicates: int = 4,
+                   lazy: bool = False, richardson: bool = False, activation="tanh", unit="mlp",
+                   alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None, model=None,
+                   seed: int = 0, particles_init=None, forward_steps=None, dtype=jnp.float64,
+                   max_memory: int | None = None) -> MeanODEResult:
+    """Neural Mean ODE limit (L → ∞, any M) of a ResNet trained by full-batch GD on (X, Y).
+
+    Also reachable as ``nfd.solve(X, Y, method="mean_ode", ...)``.
+
+    Args:
+        X: (n, D) training inputs (the whole training set; one full-batch GD step uses all n).
+        Y: (n, D) targets in R^D; loss_i(h) = ½‖h − y_i‖²/D.
+        steps: number K of GD steps.
+        grid: number N of Euler steps in depth s ∈ [0, 1].
+        particles: number P of particles representing μ_0 (per replicate).
+        sampler: ``"sobol_antithetic"`` (default), ``"sobol"``, ``"antithetic"`` or ``"iid"``.
+        coupling: ``"common"`` (the same particles at every depth: Z_0 constant in s) or
+            ``"independent"`` (fresh particles at each grid point).
+        replicates: independent randomisations R, averaged; their spread is ``outputs_stderr``.
+        lazy: solve the Neural Tangent ODE (α → ∞ limit, Eq. 18–21) instead.
+        richardson: extrapolate the grid-N and grid-2N solutions (removes the O(1/N) error).
+        activation, unit, alpha, sigma_u, sigma_v, lr_u, lr_v: the model, as in
+            :class:`~nfd.MeanODEResNet` (defaults: tanh MLP units, α = 1, σ = √D, η = D);
+            or pass ``model=`` a :class:`~nfd.MeanODEResNet` instead.
+        seed: integer seed of the particle draws.
+        particles_init: explicit particles (U (P, p_u), V (P, p_v)), shared over depth.
+        forward_steps: GD steps at which h(s, x_i) is recorded (default (0, K)).
+        dtype: float64 (default) or float32.
+        max_memory: memory limit in bytes.
+
+    Returns:
+        :class:`MeanODEResult` with ``.outputs`` (K+1, n, D), ``.losses`` (K+1,),
+        ``.forward`` (S, N+1, n, D), ``.outputs_stderr``.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> rng = np.random.default_rng(0); X, Y = rng.normal(size=(2, 4, 3))
+        >>> res = nfd.solve(X, Y, method="mean_ode", steps=5, grid=20, particles=64, replicates=2)
+        >>> res.outputs.shape, res.forward.shape
+        ((6, 4, 3), (2, 21, 4, 3))
+    """
+    X, Y = check_vector_data(X, Y)
+    if model is None:
+        model = MeanODEResNet(dim=X.shape[1], unit=unit, activation=activation, alpha=alpha,
+                              sigma_u=sigma_u, sigma_v=sigma_v, lr_u=lr_u, lr_v=lr_v)
+    return solve_mean_ode_network(model, X, Y, steps=steps, grid=grid, particles=particles, sampler=sampler,
+                                  coupling=coupling, replicates=replicates, lazy=lazy, richardson=richardson,
+                                  seed=seed, particles_init=particles_init, forward_steps=forward_steps,
+                                  dtype=dtype, max_memory=max_memory)
