@@ -19,6 +19,7 @@ import nfd
 from nfd.meanode import MLP, Unit, sample_particles, simulate_resnet, simulate_resnet_network, solve_mean_ode
 
 F64 = jnp.float64
+K = 6  # GD steps in every fast test (shared shapes share compilations)
 
 
 def _data(n=6, D=5, seed=0):
@@ -95,12 +96,12 @@ def _numpy_train(U, V, X, Y, steps, alpha, lr_u, lr_v):
 
 
 def test_finite_resnet_matches_numpy_backprop():
-    X, Y = _data(n=3, D=4)
+    X, Y = _data()
     rng = np.random.default_rng(2)
-    L, M, D = 5, 3, 4
+    L, M, D = 4, 2, 5
     U0, V0 = 2 * rng.normal(size=(L, M, D)), 2 * rng.normal(size=(L, M, D))
-    ref = _numpy_train(U0, V0, X, Y, steps=3, alpha=1.5, lr_u=2.0, lr_v=3.0)
-    r = simulate_resnet(X, Y, depth=L, hidden=M, steps=3, alpha=1.5, lr_u=2.0, lr_v=3.0, init=(U0, V0),
+    ref = _numpy_train(U0, V0, X, Y, steps=K, alpha=1.5, lr_u=2.0, lr_v=3.0)
+    r = simulate_resnet(X, Y, depth=L, hidden=M, steps=K, alpha=1.5, lr_u=2.0, lr_v=3.0, init=(U0, V0),
                         dtype=F64)
     np.testing.assert_allclose(r.outputs[0], ref, rtol=1e-11, atol=1e-12)
     # losses consistent with outputs; forward pass ends at the outputs
@@ -112,20 +113,21 @@ def test_finite_resnet_matches_numpy_backprop():
 def test_generic_unit_equals_builtin_mlp():
     X, Y = _data()
     user = Unit("my_mlp", lambda x, u, v, rho: v * rho(jnp.dot(u, x) / x.shape[0]), lambda D: (D, D))
-    a = simulate_resnet(X, Y, depth=4, hidden=3, steps=3, seeds=2, dtype=F64)
-    b = simulate_resnet(X, Y, depth=4, hidden=3, steps=3, seeds=2, unit=user, dtype=F64)
+    a = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, dtype=F64)
+    b = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, unit=user, dtype=F64)
     np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-11, atol=1e-12)
 
 
 def test_seeds_are_independent_and_reproducible():
     X, Y = _data()
-    r1 = simulate_resnet(X, Y, depth=4, hidden=2, steps=2, seeds=3, seed=7, dtype=F64)
-    r2 = simulate_resnet(X, Y, depth=4, hidden=2, steps=2, seeds=3, seed=7, dtype=F64)
+    r1 = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, seed=7, dtype=F64)
+    r2 = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, seed=7, dtype=F64)
     np.testing.assert_array_equal(r1.outputs, r2.outputs)
     assert not np.allclose(r1.outputs[0, 1], r1.outputs[1, 1])
     # chunking over seeds (small memory budget) gives the same numbers
-    r3 = simulate_resnet(X, Y, depth=4, hidden=2, steps=2, seeds=3, seed=7, dtype=F64, max_memory=25_000)
-    assert r3.config["chunk"] < 3
+    one = 8 * (6 * 4 * 2 * 10 + 4 * 4 * 6 * 7 + (K + 1) * 30 + 2 * 5 * 30)  # train_bytes of one seed
+    r3 = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, seed=7, dtype=F64, max_memory=one + 8)
+    assert r3.config["chunk"] == 1
     np.testing.assert_allclose(r1.outputs, r3.outputs, rtol=1e-12)
 
 
@@ -136,7 +138,6 @@ def test_weight_tied_resnet_is_euler_mean_ode_and_converges_at_rate_one_over_L()
     X, Y = _data()
     net = nfd.MeanODEResNet(dim=5)
     U, V = sample_particles(net, 8, sampler="antithetic", seed=1)
-    K = 6
     # Reference: Richardson-extrapolated solution on grid 256/512 with the same particles (its
     # error O(1/256²) is far below the smallest difference tested, ~1/32).
     ref = solve_mean_ode(X, Y, steps=K, grid=256, particles_init=(U, V), richardson=True)
@@ -144,9 +145,9 @@ def test_weight_tied_resnet_is_euler_mean_ode_and_converges_at_rate_one_over_L()
     for L in Ls:
         init = (np.broadcast_to(U, (L,) + U.shape), np.broadcast_to(V, (L,) + V.shape))
         fin = simulate_resnet(X, Y, depth=L, hidden=8, steps=K, init=init, dtype=F64)
-        same = solve_mean_ode(X, Y, steps=K, grid=L, particles_init=(U, V))
-        # identical computation: agreement to round-off
-        np.testing.assert_allclose(fin.outputs[0], same.outputs, rtol=1e-10, atol=1e-12)
+        if L == 8:  # identical computation: agreement to round-off
+            same = solve_mean_ode(X, Y, steps=K, grid=L, particles_init=(U, V))
+            np.testing.assert_allclose(fin.outputs[0], same.outputs, rtol=1e-10, atol=1e-12)
         errs.append(np.sqrt(np.mean((fin.outputs[0] - ref.outputs) ** 2)))
     slope = linregress(np.log(Ls), np.log(errs)).slope
     # Euler is first order; the band allows the O(1/L²) next term at L = 4..32.
@@ -156,8 +157,7 @@ def test_weight_tied_resnet_is_euler_mean_ode_and_converges_at_rate_one_over_L()
 def test_richardson_is_second_order():
     X, Y = _data()
     U, V = sample_particles(nfd.MeanODEResNet(dim=5), 8, sampler="iid", seed=3)
-    K = 5
-    ref = solve_mean_ode(X, Y, steps=K, grid=512, particles_init=(U, V), richardson=True)
+    ref = solve_mean_ode(X, Y, steps=K, grid=256, particles_init=(U, V), richardson=True)
     Ns = [8, 16, 32]
     e_euler, e_rich = [], []
     for N in Ns:
@@ -174,8 +174,8 @@ def test_richardson_is_second_order():
 
 def test_antithetic_particles_make_the_initial_pass_exact():
     X, Y = _data()
-    anti = solve_mean_ode(X, Y, steps=0, grid=8, particles=16, sampler="antithetic", replicates=2)
-    iid = solve_mean_ode(X, Y, steps=0, grid=8, particles=16, sampler="iid", replicates=2)
+    anti = solve_mean_ode(X, Y, steps=K, grid=8, particles=8, sampler="antithetic", replicates=2)
+    iid = solve_mean_ode(X, Y, steps=K, grid=8, particles=8, sampler="iid", replicates=2)
     # E[φ(x, Z_0)] = 0, so h(s, x, Z_0) = x exactly in the limit (§1: "identity map").
     np.testing.assert_allclose(anti.outputs[0], X, atol=1e-13)
     assert np.abs(iid.outputs[0] - X).max() > 1e-3
@@ -195,8 +195,7 @@ def test_sobol_particles_have_the_right_law():
 
 def test_mean_ode_tends_to_tangent_ode_as_alpha_grows():
     X, Y = _data()
-    U, V = sample_particles(nfd.MeanODEResNet(dim=5), 16, sampler="antithetic", seed=4)
-    K = 8
+    U, V = sample_particles(nfd.MeanODEResNet(dim=5), 8, sampler="antithetic", seed=4)
     tan = solve_mean_ode(X, Y, steps=K, grid=16, particles_init=(U, V), lazy=True)
     alphas = [10.0, 30.0, 100.0]
     errs = []
@@ -217,8 +216,7 @@ def test_mean_ode_tends_to_tangent_ode_as_alpha_grows():
 
 def test_finite_resnet_error_scales_with_L_and_LM():
     """Error ≈ a/L + b/√(LM): multiplying L and M by 4 divides both terms by 4."""
-    X, Y = _data(n=5, D=4)
-    K = 10
+    X, Y = _data()
     lim = solve_mean_ode(X, Y, steps=K, grid=256, particles=256, coupling="independent", replicates=2)
     seeds = 12
     mse = {}
@@ -238,13 +236,14 @@ def test_finite_resnet_error_scales_with_L_and_LM():
 
 
 def test_solve_dispatch_and_result_shapes():
-    X, Y = _data(n=4, D=3)
-    r = nfd.solve(X, Y, method="mean_ode", steps=4, grid=10, particles=32, replicates=3, forward_steps=(0, 2, 4))
-    assert r.outputs.shape == (5, 4, 3) and r.losses.shape == (5,)
-    assert r.forward.shape == (3, 11, 4, 3) and r.s.shape == (11,)
-    assert r.replicate_outputs.shape == (3, 5, 4, 3) and np.all(np.isfinite(r.outputs_stderr))
+    X, Y = _data()
+    r = nfd.solve(X, Y, method="mean_ode", steps=K, grid=8, particles=16, replicates=3, forward_steps=(0, 2, K))
+    assert r.outputs.shape == (K + 1, 6, 5) and r.losses.shape == (K + 1,)
+    assert r.forward.shape == (3, 9, 6, 5) and r.s.shape == (9,)
+    assert r.replicate_outputs.shape == (3, K + 1, 6, 5) and np.all(np.isfinite(r.outputs_stderr))
     np.testing.assert_allclose(r.forward[-1, -1], r.outputs[-1], rtol=1e-12)
-    np.testing.assert_allclose(r.forward[:, 0], np.broadcast_to(X, (3, 4, 3)))
+    np.testing.assert_allclose(r.forward[:, 0], np.broadcast_to(X, (3, 6, 5)))
+    assert r.losses[-1] < r.losses[0]
 
 
 def test_bad_input_is_rejected_before_work():
@@ -280,7 +279,7 @@ def test_bad_input_is_rejected_before_work():
 
 
 def test_divergence_reports_the_step():
-    X, Y = _data(n=4, D=3)
+    X, Y = _data()
     with pytest.raises(nfd.DivergenceError) as e:
-        simulate_resnet(X, Y, depth=2, hidden=2, steps=30, lr_u=1e6, lr_v=1e6, seeds=2, dtype=F64)
-    assert 0 < e.value.step <= 30
+        simulate_resnet(X, Y, depth=4, hidden=2, steps=K, lr_u=1e12, lr_v=1e12, seeds=2, dtype=jnp.float32)
+    assert 0 < e.value.step <= K

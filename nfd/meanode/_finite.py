@@ -31,8 +31,7 @@ from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._validate import check_seeds
 
-__all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data",
-           "init_weights"]
+__all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +128,8 @@ def train_bytes(*, L, P, n, D, p, steps, n_forward, dtype) -> int:
     return int(item * (params + acts + record))
 
 
-def _train_core(net: MeanODEResNet, *, L: int, steps: int, forward_steps: tuple, lazy: bool = False):
-    """Build ``run(U0, V0, X, Y) -> dict`` of K GD steps of the depth-L discretised network.
+def _train_core(unit, activation, *, L: int, steps: int, forward_steps: tuple, lazy: bool = False):
+    """Build ``run(U0, V0, X, Y, hyper) -> dict`` of K GD steps of the depth-L discretised network.
 
     U0 (L, P, p_u), V0 (L, P, p_v): the units at each layer.  The block is
     h ← h + (α/L)·mean_p φ(h, z_p), so P = M gives the finite ResNet (Eq. 1) and P particles
@@ -140,10 +139,10 @@ def _train_core(net: MeanODEResNet, *, L: int, steps: int, forward_steps: tuple,
     ``lazy=True``: the Neural Tangent ODE (Eq. 18–21): parameters ζ = (ζ_u, ζ_v) start at 0,
     the block is h ← h + (1/L)·mean_p D₂φ(h, z_p)·ζ_p and GD is ζ ← ζ − (L·P)·η·∇_ζ.
     """
-    unit, rho, alpha = net.unit, net.activation.fn, net.alpha
+    rho = activation.fn
     fsteps = jnp.asarray(forward_steps, dtype=jnp.int32)
 
-    def forward(params, X, U0, V0):
+    def forward(params, X, U0, V0, alpha):
         def layer(h, layer_params):
             if lazy:
                 zu, zv, u0, v0 = layer_params
@@ -158,23 +157,24 @@ def _train_core(net: MeanODEResNet, *, L: int, steps: int, forward_steps: tuple,
         _, hs = jax.lax.scan(layer, X, xs)
         return jnp.concatenate([X[None], hs], axis=0)
 
-    def loss_fn(params, X, Y, U0, V0):
-        hs = forward(params, X, U0, V0)
+    def loss_fn(params, X, Y, U0, V0, alpha):
+        hs = forward(params, X, U0, V0, alpha)
         r = hs[-1] - Y
         return 0.5 * jnp.mean(jnp.sum(r * r, axis=-1)) / X.shape[-1], hs
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def run(U0, V0, X, Y):
+    def run(U0, V0, X, Y, hyper):
+        alpha, lr_u, lr_v = hyper[0], hyper[1], hyper[2]
         P = U0.shape[1]
         scale = L * P * (1.0 if lazy else 1.0 / alpha**2)
-        ru, rv = scale * net.lr_u, scale * net.lr_v
+        ru, rv = scale * lr_u, scale * lr_v
         params0 = (jnp.zeros_like(U0), jnp.zeros_like(V0)) if lazy else (U0, V0)
         buf0 = jnp.zeros((len(forward_steps), L + 1) + X.shape, X.dtype)
 
         def step(carry, k):
             params, buf = carry
-            (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0)
+            (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0, alpha)
             du = params[0] - (0.0 if lazy else U0)
             dv = params[1] - (0.0 if lazy else V0)
             disp_u = jnp.sqrt(jnp.mean(du * du)) if du.size else jnp.zeros((), X.dtype)
@@ -191,37 +191,39 @@ def _train_core(net: MeanODEResNet, *, L: int, steps: int, forward_steps: tuple,
     return run
 
 
+def hyper_array(net: MeanODEResNet, dtype):
+    """(α, η_u, η_v) as a traced argument, so one compilation serves every value."""
+    return jnp.asarray([net.alpha, net.lr_u, net.lr_v], dtype)
+
+
 @functools.lru_cache(maxsize=64)
+def _jitted_core_cached(unit, activation, L, steps, forward_steps, lazy, batched):
+    core = _train_core(unit, activation, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
+    return jax.jit(jax.vmap(core, in_axes=(0, 0, None, None, None)) if batched else core)
+
+
 def _jitted_core(net, L, steps, forward_steps, lazy, batched):
-    """jit-compiled :func:`_train_core` (vmapped over a leading seed axis if ``batched``), cached."""
-    core = _train_core(net, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
-    return jax.jit(jax.vmap(core, in_axes=(0, 0, None, None)) if batched else core)
+    """jit-compiled :func:`_train_core` (vmapped over a leading seed axis if ``batched``), cached
+    per (unit, activation, L, K, recorded steps); α and the rates are traced arguments."""
+    return _jitted_core_cached(net.unit, net.activation, L, steps, forward_steps, lazy, batched)
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_init(net, L, M, tied, dtype):
-    def draw(base, idx):
-        return jax.vmap(lambda s: init_weights(net, jax.random.fold_in(base, s), L=L, M=M, tied=tied,
-                                               dtype=dtype))(idx)
+def _jitted_init(sizes, L, M, tied, dtype):
+    p_u, p_v = sizes
+
+    def draw(base, idx, su, sv):
+        def one(s):
+            ku, kv = jax.random.split(jax.random.fold_in(base, s))
+            Lr = 1 if tied else L
+            U = jax.random.normal(ku, (Lr, M, p_u), dtype)
+            V = jax.random.normal(kv, (Lr, M, p_v), dtype)
+            return jnp.broadcast_to(U, (L, M, p_u)), jnp.broadcast_to(V, (L, M, p_v))
+
+        U, V = jax.vmap(one)(idx)
+        return su * U, sv * V
 
     return jax.jit(draw)
-
-
-def init_weights(net: MeanODEResNet, key, *, L: int, M: int, tied: bool = False, dtype=jnp.float32):
-    """Draw (U0 (L, M, p_u), V0 (L, M, p_v)) with i.i.d. N(0, σ_u²), N(0, σ_v²) entries.
-
-    ``tied=True`` draws one set of M units and repeats it at every layer (the weight-tied
-    initialisation of Fig. 3, whose L → ∞ limit is the Mean ODE with the empirical measure
-    of those M units).
-    """
-    p_u, p_v = net.param_sizes
-    ku, kv = jax.random.split(key)
-    Lr = 1 if tied else L
-    U = net.sigma_u * jax.random.normal(ku, (Lr, M, p_u), dtype)
-    V = net.sigma_v * jax.random.normal(kv, (Lr, M, p_v), dtype)
-    if tied:
-        U, V = jnp.broadcast_to(U, (L, M, p_u)), jnp.broadcast_to(V, (L, M, p_v))
-    return U, V
 
 
 def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
@@ -299,13 +301,14 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
     core = _jitted_core(net, L, steps, fsteps, False, True)
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
     base = jax.random.PRNGKey(int(seed))
-    draw = _jitted_init(net, L, M, bool(tied), dt)
+    draw = _jitted_init(net.param_sizes, L, M, bool(tied), dt)
+    hyper = hyper_array(net, dt)
     t0 = time.perf_counter()
     parts = []
     for start in range(0, seeds, chunk):
         idx = jnp.arange(start, min(seeds, start + chunk))
-        Us, Vs = draw(base, idx) if init is None else (U0[idx], V0[idx])
-        out = core(Us, Vs, Xj, Yj)
+        Us, Vs = draw(base, idx, net.sigma_u, net.sigma_v) if init is None else (U0[idx], V0[idx])
+        out = core(Us, Vs, Xj, Yj, hyper)
         parts.append(jax.tree_util.tree_map(np.asarray, out))
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     wall = time.perf_counter() - t0

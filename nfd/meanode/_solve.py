@@ -50,7 +50,7 @@ import numpy as np
 
 from .._memory import check_memory
 from .._model import MeanODEResNet
-from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_core, check_vector_data,
+from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_core, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
 
 __all__ = ["solve_mean_ode", "solve_mean_ode_network", "MeanODEResult", "sample_particles",
@@ -211,6 +211,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
             layers = [draw(r, ell) for ell in range(N)]
             parts.append((np.stack([a for a, _ in layers]), np.stack([b for _, b in layers])))
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
+    hyper = hyper_array(net, dt)
 
     def run_grid(Ng, fs):
         fn = _jitted_core(net, Ng, steps, fs, bool(lazy), False)
@@ -219,7 +220,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
             U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
             if U.ndim == 2:
                 U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
-            outs.append(jax.tree_util.tree_map(np.asarray, fn(U, V, Xj, Yj)))
+            outs.append(jax.tree_util.tree_map(np.asarray, fn(U, V, Xj, Yj, hyper)))
         return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
     res = run_grid(N, fsteps)
