@@ -9,3 +9,8 @@ from ._init_sde import coupling_error as coupling_error
 from ._init_sde import discrete_init_kernels as discrete_init_kernels
 from ._init_sde import gaussian_init_kernels as gaussian_init_kernels
 from ._init_sde import init_sde_particles as init_sde_particles
+from ._gamma_c import GammaCResult as GammaCResult
+from ._gamma_c import gamma_c_network as gamma_c_network
+from ._gamma_c import solve_gamma_c as solve_gamma_c
+from ._gamma_c_infinite import gamma_c_infinite_network as gamma_c_infinite_network
+from ._gamma_c_infinite import solve_gamma_c_infinite as solve_gamma_c_infinite
