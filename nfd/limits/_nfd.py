@@ -30,8 +30,9 @@ The rates η_in, η_hid, η_out equal η_c for trained groups and 0 for frozen o
 Near-singular Σ or Θ (identical samples, more samples than particles, ReLU paths that are
 exactly zero) are handled by a positive-semidefinite Cholesky: a pivot whose Schur complement
 is below ``singular_tol`` × its variance is dropped (that ζ becomes an exact combination of the
-earlier ones) and counted; ``on_singular="raise"`` turns that into a
-:class:`~nfd.SingularCovarianceError`.
+earlier ones), counted and reported (a warning by default); ``on_singular="raise"`` turns that
+into a :class:`~nfd.SingularCovarianceError`.  With a frozen output layer g^(k)_L = v for every k,
+so Θ_L is singular by construction and dropping is exactly right there.
 
 Cost: O(P·L·K²) time, (3 or 4)·L·K·P + 4·L·K² numbers of memory (K = number of samples).
 """
@@ -372,7 +373,7 @@ def solve_particles_network(
     record_paths: bool = False,
     max_memory: int | None = None,
     singular_tol: float | None = None,
-    on_singular: str = "regularize",
+    on_singular: str = "warn",
     on_divergence: str = "raise",
     eigenvalues: bool = True,
 ) -> ParticleSolution:
@@ -396,8 +397,8 @@ def solve_particles_network(
         raise ValueError(f"particles must be an integer ≥ 2, got {particles!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if on_singular not in ("regularize", "raise"):
-        raise ValueError(f"on_singular must be 'regularize' or 'raise', got {on_singular!r}")
+    if on_singular not in ("warn", "regularize", "raise"):
+        raise ValueError(f"on_singular must be 'warn', 'regularize' or 'raise', got {on_singular!r}")
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
     X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
@@ -473,12 +474,16 @@ def solve_particles_network(
         layer = int(np.argmin(fratio[first] if which == "Σ" else bratio[first])) + 1
         msg = (
             f"solve_particles: near-singular {which} at step {first} (layer {layer}); "
-            f"{dropped[0]} forward and {dropped[1]} backward Gaussian directions were dropped as linear "
-            "combinations of earlier ones (identical or nearly collinear samples, or more samples than particles)"
+            f"{dropped[0]} forward and {dropped[1]} backward Gaussian directions were dropped as exact linear "
+            "combinations of earlier ones (identical or nearly collinear samples, a small learning rate, "
+            "or more samples than particles)"
         )
+        if "output" in net.frozen or "hidden" in net.frozen:
+            msg += "; with frozen output/hidden weights the backward kernel Θ is singular by construction"
         if on_singular == "raise":
             raise SingularCovarianceError(msg, step=first, layer=layer, which=which)
-        warnings.warn(msg, stacklevel=2)
+        if on_singular == "warn":
+            warnings.warn(msg, stacklevel=3)
 
     Sig = _sym(res["Sig"])
     The = _sym(res["The"])
@@ -551,7 +556,8 @@ def solve_particles(
         record_paths: also return the particle paths h^(k)_ℓ and g^(k)_ℓ.
         max_memory: byte limit (default 80% of physical memory); larger runs are refused.
         singular_tol: relative pivot below which a Gaussian direction counts as singular.
-        on_singular: ``"regularize"`` (drop it, warn) or ``"raise"``
+        on_singular: what to do when a direction is dropped: ``"warn"`` (default; drop it and
+            warn), ``"regularize"`` (drop it silently; counted in ``dropped_pivots``) or ``"raise"``
             (:class:`~nfd.SingularCovarianceError`).
         on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` with the step) or ``"return"``.
         eigenvalues: compute the smallest eigenvalues of Σ and Θ per layer (O(L·K³)).

@@ -1,0 +1,308 @@
+"""Benchmark of the NFD particle solver (nfd.solve(..., method="particles")).
+
+Sections (all recorded to benchmarks/results/nfd_solver.json, plotted to nfd_solver.png):
+
+* ``scaling``: wall time (compiled, second call) and compiled peak memory versus particles P,
+  depth L and samples K, with fitted log-log exponents (the algorithm is O(P·L·K²) time).
+* ``bandwidth``: bytes of particle history the solver streams per run divided by its wall
+  time, against a plain streaming copy measured on the same machine.
+* ``accuracy``: time to reach a given standard error of f̂^(k) with the particle solver versus
+  brute-force finite networks (width × seeds chosen to reach the same standard error).
+* ``gap``: the coupled − decoupled output gap after a few SGD steps as depth grows, from
+  finite networks (both backward modes) and from the two limit modes (exact, gia).
+
+Usage:  python benchmarks/nfd_solver.py --quick   (a few minutes on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import nfd  # noqa: E402
+from nfd.limits import _nfd  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def machine():
+    return dict(
+        platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
+        python=platform.python_version(), jax=jax.__version__, devices=[str(d) for d in jax.devices()],
+    )
+
+
+def data(K, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(K, d))
+    Y = np.sin(X[:, 0]) + 0.5 * X[:, 1]
+    return X, Y
+
+
+def _timed_solve(X, Y, **kw):
+    """Compile once, then time a second call (different seed, same shapes)."""
+    t0 = time.perf_counter()
+    nfd.solve(X, Y, eigenvalues=False, **kw)
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sol = nfd.solve(X, Y, eigenvalues=False, **{**kw, "seed": kw.get("seed", 0) + 1})
+    return time.perf_counter() - t0, t_first, sol
+
+
+def _compiled_memory(X, Y, *, depth, particles, backward, dtype):
+    """Peak memory of the compiled program (arguments + outputs + temporaries), from XLA."""
+    K, d = X.shape
+    st = _nfd._Static(P=particles, L=depth, d=d, steps=K, B=1, N=0, exact=backward == "exact",
+                      activation=nfd.get_activation("tanh"), loss="mse", record_paths=False, dtype=jnp.dtype(dtype))
+    fn = _nfd._compiled(st)
+    args = (jax.random.PRNGKey(0), jnp.zeros((K, 1, d), dtype), jnp.zeros((K, 1), dtype), jnp.zeros((0, d), dtype),
+            jnp.zeros((3,), dtype), jnp.asarray(0.1, dtype), jnp.asarray(1e-5, dtype))
+    ma = fn.lower(*args).compile().memory_analysis()
+    if ma is None:
+        return None
+    return int(ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes)
+
+
+def _fit(x, y):
+    s, c = np.polyfit(np.log(x), np.log(y), 1)
+    return float(s)
+
+
+def section_scaling(quick):
+    base = dict(P=2048, L=8, K=16) if quick else dict(P=8192, L=16, K=64)
+    grids = dict(
+        P=[1024, 2048, 4096, 8192] if quick else [2048, 4096, 8192, 16384, 32768],
+        L=[4, 8, 16, 32] if quick else [8, 16, 32, 64, 128],
+        K=[8, 16, 32, 48] if quick else [16, 32, 64, 128, 256],
+    )
+    out = {}
+    for backward in ("gia", "exact"):
+        res = {}
+        for name, vals in grids.items():
+            rows = []
+            for v in vals:
+                cfg = {**base, name: v}
+                X, Y = data(cfg["K"])
+                t, t1, _ = _timed_solve(X, Y, depth=cfg["L"], particles=cfg["P"], activation="tanh", lr=0.5,
+                                        backward=backward, dtype=jnp.float32)
+                mem = _compiled_memory(X, Y, depth=cfg["L"], particles=cfg["P"], backward=backward, dtype=jnp.float32)
+                est = _nfd.estimate_particle_memory(particles=cfg["P"], depth=cfg["L"], samples=cfg["K"], input_dim=3,
+                                                    exact=backward == "exact")
+                rows.append(dict(config=cfg, wall_s=t, first_call_s=t1, compiled_peak_bytes=mem, estimate_bytes=est))
+                print(f"[scaling] {backward} {cfg}: {t:.3f}s (first {t1:.1f}s), mem {mem}", flush=True)
+            xs = [r["config"][name] for r in rows]
+            res[name] = dict(
+                rows=rows,
+                time_exponent=_fit(xs, [r["wall_s"] for r in rows]),
+                memory_exponent=_fit(xs, [r["compiled_peak_bytes"] for r in rows]) if rows[0]["compiled_peak_bytes"] else None,
+            )
+            print(f"[scaling] {backward} exponent in {name}: time {res[name]['time_exponent']:.2f}", flush=True)
+        out[backward] = res
+    return dict(base=base, dtype="float32", activation="tanh", results=out,
+                note="time exponents expected: P 1, L 1, K 2 (K² at large K; per-step overhead flattens small K)")
+
+
+def _streamed_bytes(P, L, K, exact, itemsize):
+    """History bytes the compiled solver reads per run: every step reads the full preallocated
+    (K, P) history of each array it needs at every layer (forward: Φ, Ξ, G (+Ξ̃);
+    backward: G, Ξ̃, Φ (+Ξ))."""
+    per_layer = (3 + 3) + (2 if exact else 0)
+    return K * L * per_layer * K * P * itemsize
+
+
+def _stream_copy_bandwidth(nbytes=256 * 2**20, reps=5):
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    f = jax.jit(lambda a: a * 1.0000001)
+    f(x).block_until_ready()
+    best = np.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best  # read + write
+
+
+def section_bandwidth(quick):
+    copy_bw = _stream_copy_bandwidth()
+    rows = []
+    cfgs = [(4096, 8, 32), (8192, 8, 48)] if quick else [(16384, 16, 64), (32768, 16, 128)]
+    for backward in ("gia", "exact"):
+        for P, L, K in cfgs:
+            X, Y = data(K)
+            t, _, _ = _timed_solve(X, Y, depth=L, particles=P, activation="tanh", lr=0.5, backward=backward)
+            b = _streamed_bytes(P, L, K, backward == "exact", 4)
+            rows.append(dict(config=dict(P=P, L=L, K=K, backward=backward), wall_s=t, streamed_bytes=b,
+                             achieved_bytes_per_s=b / t, fraction_of_copy=b / t / copy_bw))
+            print(f"[bandwidth] {rows[-1]}", flush=True)
+    return dict(stream_copy_bytes_per_s=copy_bw, rows=rows)
+
+
+def section_accuracy(quick):
+    """Time to a standard error ε of f̂^(K-1), particle solver vs finite networks."""
+    K, L = 4, 8
+    X, Y = data(K)
+    act, lr = "tanh", 0.5
+    # particle solver: estimate the per-run std at P0 from a few seeds, then P(ε) ∝ 1/ε².
+    P0, S0 = 4096, 6
+    outs = []
+    t_solve = []
+    for s in range(S0):
+        t0 = time.perf_counter()
+        outs.append(nfd.solve(X, Y, depth=L, particles=P0, activation=act, lr=lr, backward="exact", seed=s,
+                              eigenvalues=False).outputs[-1])
+        t_solve.append(time.perf_counter() - t0)
+    sd_particles = float(np.std(outs, ddof=1))  # std of one run at P0
+    limit = float(np.mean(outs))
+    t_run = float(np.median(t_solve[1:]))
+    # finite networks: widths, per-seed std and bias relative to the limit
+    widths = [64, 128, 256] if quick else [128, 256, 512, 1024]
+    seeds = 32 if quick else 64
+    fin = []
+    for n in widths:
+        nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=2)  # compile
+        t0 = time.perf_counter()
+        r = nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=seeds)
+        t = time.perf_counter() - t0
+        fin.append(dict(width=n, seeds=seeds, wall_s=t, per_seed_std=float(r.outputs[:, -1].std(ddof=1)),
+                        mean=float(r.mean[-1]), stderr=float(r.stderr[-1]), bias=float(r.mean[-1]) - limit))
+        print(f"[accuracy] finite {fin[-1]}", flush=True)
+    targets = [0.02, 0.01, 0.005]
+    rows = []
+    for eps in targets:
+        P_eps = P0 * (sd_particles / eps) ** 2
+        t_particles = t_run * P_eps / P0  # time is linear in P (scaling section)
+        best = None
+        for f in fin:
+            if abs(f["bias"]) > eps:  # this width cannot reach ε however many seeds
+                continue
+            S_eps = (f["per_seed_std"] / eps) ** 2
+            t = f["wall_s"] * S_eps / f["seeds"]
+            if best is None or t < best["time_s"]:
+                best = dict(width=f["width"], seeds=S_eps, time_s=t)
+        rows.append(dict(eps=eps, particles=P_eps, particle_time_s=t_particles, finite=best))
+        print(f"[accuracy] {rows[-1]}", flush=True)
+    return dict(config=dict(K=K, L=L, activation=act, lr=lr, backward="exact vs coupled", P0=P0, runs=S0),
+                particle_std_at_P0=sd_particles, particle_run_s=t_run, limit=limit, finite=fin, rows=rows,
+                note="particle time extrapolated linearly in P from the P0 runs; finite time linearly in seeds; "
+                     "a width qualifies only if its measured bias |mean − limit| ≤ ε")
+
+
+def section_gap(quick):
+    """Coupled − decoupled output gap versus depth, finite and limit."""
+    K = 4
+    X, Y = data(K, seed=1)
+    act, lr = "tanh", 0.5
+    depths = [2, 4, 8, 16, 32] if quick else [2, 4, 8, 16, 32, 64, 128]
+    width, seeds = (256, 48) if quick else (512, 128)
+    P, runs = (8192, 4) if quick else (32768, 8)
+    rows = []
+    for L in depths:
+        fc = nfd.simulate(X, Y, width=width, depth=L, activation=act, lr=lr, backward="coupled", seeds=seeds,
+                          dtype=jnp.float64)
+        fd = nfd.simulate(X, Y, width=width, depth=L, activation=act, lr=lr, backward="decoupled", seeds=seeds,
+                          dtype=jnp.float64)
+        ex = np.array([nfd.solve(X, Y, depth=L, particles=P, activation=act, lr=lr, backward="exact", seed=s,
+                                 eigenvalues=False).outputs for s in range(runs)])
+        gi = np.array([nfd.solve(X, Y, depth=L, particles=P, activation=act, lr=lr, backward="gia", seed=s,
+                                 eigenvalues=False).outputs for s in range(runs)])
+        se = lambda a: a.std(0, ddof=1) / math.sqrt(a.shape[0])
+        gap_f = fc.mean - fd.mean
+        gap_f_se = np.sqrt(fc.stderr**2 + fd.stderr**2)
+        gap_l = ex.mean(0) - gi.mean(0)
+        gap_l_se = np.sqrt(se(ex) ** 2 + se(gi) ** 2)
+        rows.append(dict(depth=L, finite_coupled=fc.mean.tolist(), finite_decoupled=fd.mean.tolist(),
+                         finite_gap=gap_f.tolist(), finite_gap_stderr=gap_f_se.tolist(),
+                         limit_exact=ex.mean(0).tolist(), limit_gia=gi.mean(0).tolist(),
+                         limit_gap=gap_l.tolist(), limit_gap_stderr=gap_l_se.tolist()))
+        print(f"[gap] L={L}: finite gap {np.round(gap_f, 4)} ± {np.round(gap_f_se, 4)}; "
+              f"limit gap {np.round(gap_l, 4)} ± {np.round(gap_l_se, 4)}", flush=True)
+    return dict(config=dict(K=K, d=3, activation=act, lr=lr, T=1.0, width=width, seeds=seeds, particles=P,
+                            particle_runs=runs, dtype="float64", data="X~N(0,1), y=sin(x0)+x1/2, seed 1"),
+                rows=rows)
+
+
+def plot(res, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    if "scaling" in res:
+        ax = axes[0]
+        for bw, mk in (("gia", "o"), ("exact", "s")):
+            for name, c in (("P", "C0"), ("L", "C1"), ("K", "C2")):
+                r = res["scaling"]["results"][bw][name]
+                xs = [row["config"][name] for row in r["rows"]]
+                ys = [row["wall_s"] for row in r["rows"]]
+                ax.loglog(xs, ys, mk + ("-" if bw == "gia" else "--"), color=c,
+                          label=f"{bw}: {name} (slope {r['time_exponent']:.2f})")
+        ax.set_xlabel("P, L or K"); ax.set_ylabel("wall time [s]"); ax.set_title("scaling"); ax.legend(fontsize=7)
+    if "bandwidth" in res:
+        ax = axes[1]
+        b = res["bandwidth"]
+        labels = [f"{r['config']['backward']}\nP={r['config']['P']},K={r['config']['K']}" for r in b["rows"]]
+        ax.bar(range(len(labels)), [r["achieved_bytes_per_s"] / 1e9 for r in b["rows"]])
+        ax.axhline(b["stream_copy_bytes_per_s"] / 1e9, color="k", ls="--", label="stream copy")
+        ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels, fontsize=7)
+        ax.set_ylabel("GB/s"); ax.set_title("history bandwidth"); ax.legend()
+    if "accuracy" in res:
+        ax = axes[2]
+        a = res["accuracy"]
+        eps = [r["eps"] for r in a["rows"]]
+        ax.loglog(eps, [r["particle_time_s"] for r in a["rows"]], "o-", label="particle solver (exact)")
+        fe = [(r["eps"], r["finite"]["time_s"]) for r in a["rows"] if r["finite"]]
+        if fe:
+            ax.loglog(*zip(*fe), "s-", label="finite nets (coupled)")
+        ax.set_xlabel("target standard error of f̂"); ax.set_ylabel("time [s]"); ax.set_title("time to accuracy")
+        ax.legend()
+    if "gap" in res:
+        ax = axes[3]
+        g = res["gap"]["rows"]
+        Ls = [r["depth"] for r in g]
+        ax.errorbar(Ls, [r["finite_gap"][-1] for r in g], yerr=[r["finite_gap_stderr"][-1] for r in g], fmt="o-",
+                    label="finite: coupled − decoupled")
+        ax.errorbar(Ls, [r["limit_gap"][-1] for r in g], yerr=[r["limit_gap_stderr"][-1] for r in g], fmt="s--",
+                    label="limit: exact − gia")
+        ax.set_xscale("log", base=2); ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("depth L"); ax.set_ylabel("gap in f after 3 steps"); ax.set_title("GIA gap vs depth")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 CPU cores)")
+    p.add_argument("--sections", default="scaling,bandwidth,accuracy,gap")
+    p.add_argument("--out", default=os.path.join(RESULTS, "nfd_solver.json"))
+    a = p.parse_args(argv)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    res = json.load(open(a.out)) if os.path.exists(a.out) else {}
+    res["machine"] = machine()
+    res["quick"] = a.quick
+    fns = dict(scaling=section_scaling, bandwidth=section_bandwidth, accuracy=section_accuracy, gap=section_gap)
+    for s in a.sections.split(","):
+        t0 = time.perf_counter()
+        res[s] = fns[s](a.quick)
+        res[s]["section_wall_s"] = time.perf_counter() - t0
+        json.dump(res, open(a.out, "w"), indent=1)
+    plot(res, os.path.splitext(a.out)[0] + ".png")
+    print("wrote", a.out)
+
+
+if __name__ == "__main__":
+    main()
