@@ -8,6 +8,7 @@ It draws its initial weights from the same per-layer keys as the simulator
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -95,11 +96,30 @@ def simulate_dense(net: ResNet, X, Y, *, backward="coupled", seeds=1, seed=0, ba
     Y = np.asarray(Y)
     K, B = X.shape[0], batch_size
     steps = K // B
+    run = _compiled_dense(net, backward, B, jnp.dtype(dtype))
+    Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
+    Ys = jnp.asarray(Y.reshape(steps, B), dtype)
+    base = jax.random.PRNGKey(seed)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    outs = jax.tree_util.tree_map(np.asarray, run(keys, Xs, Ys))
+    r = lambda a: a.reshape((seeds, K) + a.shape[3:])
+    return {
+        "outputs": r(outs["f"]),
+        "losses": r(outs["loss"]),
+        "features": r(outs["h"]),
+        "grads": r(outs["g"]),
+        "frozen_x": r(outs["fx"]),
+        "frozen_dh": r(outs["fdh"]),
+    }
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_dense(net, backward, B, dtype):
     n, L, F = net.width, net.depth, _families(net.block)
     decoupled = backward == "decoupled"
     lrs = jnp.asarray([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden], dtype)
 
-    def one_seed(seed_key):
+    def one_seed(seed_key, Xs, Ys):
         k_u, k_v, k_w, k_wt = _keys(seed_key)
         gen = lambda kk: jnp.stack(
             [jnp.stack([jax.random.normal(_layer_key(kk, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
@@ -145,20 +165,7 @@ def simulate_dense(net: ResNet, X, Y, *, backward="coupled", seeds=1, seed=0, ba
             }
             return new, out
 
-        Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
-        Ys = jnp.asarray(Y.reshape(steps, B), dtype)
         _, outs = jax.lax.scan(step, params, (Xs, Ys))
         return outs
 
-    base = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
-    outs = jax.tree_util.tree_map(np.asarray, jax.jit(jax.vmap(one_seed))(keys))
-    r = lambda a: a.reshape((seeds, K) + a.shape[3:])
-    return {
-        "outputs": r(outs["f"]),
-        "losses": r(outs["loss"]),
-        "features": r(outs["h"]),
-        "grads": r(outs["g"]),
-        "frozen_x": r(outs["fx"]),
-        "frozen_dh": r(outs["fdh"]),
-    }
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
