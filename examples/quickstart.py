@@ -63,6 +63,8 @@ def main(argv=None):
     ax2.set_xlabel("width n")
     ax2.set_ylabel("RMS |mean f_n − f̂| over steps ≥ 1")
     ax2.set_title("finite networks approach the exact limit")
+    ax2.set_xticks(widths, [str(w) for w in widths])
+    ax2.minorticks_off()
     ax2.grid(True, which="both", alpha=0.3)
     ax2.legend()
     fig.tight_layout()
