@@ -48,6 +48,8 @@ class ResNetResult:
         forward: (seeds, S, L+1, n, D) the forward pass hˡ(x_i) at the GD steps ``forward_steps``.
         forward_steps: the S recorded steps.
         s: (L+1,) depth grid ℓ/L.
+        weights: (U_K (seeds, L, M, p_u), V_K (seeds, L, M, p_v)), the weights after K steps, if
+            ``keep_weights=True``; else ``None``.
         network: the :class:`~nfd.MeanODEResNet` simulated.
         config: the other arguments (steps, seeds, seed, tied, dtype) and ``wall_time_s``.
     """
@@ -59,6 +61,7 @@ class ResNetResult:
     forward: np.ndarray
     forward_steps: tuple
     s: np.ndarray
+    weights: tuple | None
     network: MeanODEResNet
     config: dict
 
@@ -182,11 +185,13 @@ def _train_core(unit, activation, *, L: int, steps: int, forward_steps: tuple, l
             hit = fsteps == k
             idx = jnp.argmax(hit)
             buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(hit.any(), hs, buf[idx]), idx, 0)
-            params = (params[0] - ru * gu, params[1] - rv * gv)
+            go = k < steps  # the last iteration only records Z_K
+            params = (params[0] - jnp.where(go, ru, 0.0) * gu, params[1] - jnp.where(go, rv, 0.0) * gv)
             return (params, buf), (hs[-1], loss, disp_u, disp_v)
 
-        (_, buf), (outs, losses, du, dv) = jax.lax.scan(step, (params0, buf0), jnp.arange(steps + 1))
-        return dict(outputs=outs, losses=losses, u_displacement=du, v_displacement=dv, forward=buf)
+        (params, buf), (outs, losses, du, dv) = jax.lax.scan(step, (params0, buf0), jnp.arange(steps + 1))
+        return dict(outputs=outs, losses=losses, u_displacement=du, v_displacement=dv, forward=buf,
+                    final_u=params[0], final_v=params[1])
 
     return run
 
@@ -241,7 +246,7 @@ def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
 
 def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int = 1, seed: int = 0,
                             tied: bool = False, init=None, forward_steps=None, dtype=jnp.float32,
-                            max_memory: int | None = None) -> ResNetResult:
+                            keep_weights: bool = False, max_memory: int | None = None) -> ResNetResult:
     """Train ``seeds`` independent finite ResNets described by ``net`` (depth and hidden set).
 
     Args:
@@ -253,6 +258,7 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
         init: optional explicit initial weights (U0, V0) of shape (L, M, p) or (seeds, L, M, p).
         forward_steps: GD steps at which the whole forward pass is recorded (default (0, K)).
         dtype: float32 (default) or float64.
+        keep_weights: also return the weights after K steps (``.weights``).
         max_memory: memory limit in bytes (default 80% of RAM).
 
     Returns:
@@ -309,6 +315,8 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
         idx = jnp.arange(start, min(seeds, start + chunk))
         Us, Vs = draw(base, idx, net.sigma_u, net.sigma_v) if init is None else (U0[idx], V0[idx])
         out = core(Us, Vs, Xj, Yj, hyper)
+        if not keep_weights:
+            out = {k: v for k, v in out.items() if not k.startswith("final_")}
         parts.append(jax.tree_util.tree_map(np.asarray, out))
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     wall = time.perf_counter() - t0
@@ -317,6 +325,7 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
         outputs=res["outputs"], losses=res["losses"], u_displacement=res["u_displacement"],
         v_displacement=res["v_displacement"], forward=res["forward"], forward_steps=fsteps,
         s=np.arange(L + 1) / L, network=net,
+        weights=(res["final_u"], res["final_v"]) if keep_weights else None,
         config=dict(steps=steps, seeds=seeds, seed=int(seed), tied=bool(tied), dtype=str(dt),
                     chunk=chunk, wall_time_s=wall))
 
@@ -324,7 +333,8 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
 def simulate_resnet(X, Y, *, depth: int, hidden: int, steps: int, activation="tanh", unit="mlp",
                     alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None,
                     seeds: int = 1, seed: int = 0, tied: bool = False, init=None, forward_steps=None,
-                    dtype=jnp.float32, max_memory: int | None = None) -> ResNetResult:
+                    dtype=jnp.float32, keep_weights: bool = False,
+                    max_memory: int | None = None) -> ResNetResult:
     """Train finite ResNets with hidden width M (Eq. 1/24) by full-batch GD, many seeds at once.
 
     Builds ``nfd.MeanODEResNet(dim=X.shape[1], depth, hidden, ...)`` (defaults: tanh, α = 1,
@@ -342,4 +352,5 @@ def simulate_resnet(X, Y, *, depth: int, hidden: int, steps: int, activation="ta
     net = MeanODEResNet(dim=X.shape[1], depth=depth, hidden=hidden, unit=unit, activation=activation,
                         alpha=alpha, sigma_u=sigma_u, sigma_v=sigma_v, lr_u=lr_u, lr_v=lr_v)
     return simulate_resnet_network(net, X, Y, steps=steps, seeds=seeds, seed=seed, tied=tied, init=init,
-                                   forward_steps=forward_steps, dtype=dtype, max_memory=max_memory)
+                                   forward_steps=forward_steps, dtype=dtype, keep_weights=keep_weights,
+                                   max_memory=max_memory)
