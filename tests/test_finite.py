@@ -252,3 +252,14 @@ def test_divergence_is_reported_with_its_step():
     assert info.value.step == first
     assert np.all(np.isfinite(r.outputs[:, :first]))
     assert f"step {first}" in str(info.value)
+
+
+def test_chunked_run_with_progress_equals_one_loop(capsys):
+    X, Y = _data(K=7)
+    kw = dict(width=16, depth=3, activation="tanh", lr=0.3, seeds=2, dtype=jnp.float64, X_test=X[:2])
+    one = nfd.simulate(X, Y, **kw)
+    chunked = nfd.simulate(X, Y, chunk_steps=3, progress=True, **kw)  # 3 chunks, the last one padded
+    np.testing.assert_array_equal(one.outputs, chunked.outputs)
+    np.testing.assert_array_equal(one.test_outputs, chunked.test_outputs)
+    err = capsys.readouterr().err
+    assert "step 3/7" in err and "step 7/7" in err

@@ -110,7 +110,13 @@ def init_params(net: ResNet, seed_key, dtype=jnp.float32):
 
 
 def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, dense, same_backward_key=False):
-    """Return run(seed_key, Xs (steps, B, d), Ys (steps, B), valid (steps,), Xt (N, d)) for one seed."""
+    """Return (init, chunk) for one seed.
+
+    ``init(seed_key) -> state``; ``chunk(seed_key, state, ks, Xs, Ys, valid, Xt) -> (state, outs)``
+    runs the SGD steps ``ks`` (global step indices, shape (C,)) on Xs (C, B, d), Ys (C, B);
+    steps with ``valid = False`` are padding and change nothing that is reported. ``steps`` is
+    the total (padded) number of steps, which sizes the weight history.
+    """
     n, d, L = net.width, net.input_dim, net.depth
     F = _families(net.block)
     H = steps * batch
@@ -129,22 +135,36 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
     rec_frozen = "frozen" in record
     decoupled = backward == "decoupled"
 
-    def run(seed_key, Xs, Ys, valid, Xt):
+    def init(seed_key):
         k_u, k_v, k_w, k_wt = _keys(seed_key)
         if same_backward_key:
             k_wt = k_w
-        U0 = jax.random.normal(k_u, (n, d), dtype)
-        v0 = jax.random.normal(k_v, (n,), dtype)
-        layers = jnp.arange(L)
+        state = {
+            "U": jax.random.normal(k_u, (n, d), dtype),
+            "v": jax.random.normal(k_v, (n,), dtype),
+            "P": jnp.zeros((F, L, H, n), dtype),
+            "Q": jnp.zeros((F, L, H, n), dtype),
+        }
         if dense:
+            layers = jnp.arange(L)
+
             def gen(kk):
                 return jnp.stack(
                     [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), dtype))(layers) for f in range(F)]
                 )
-            W0 = gen(k_w)
-            Wt0 = gen(k_wt) if decoupled else W0
-        else:
-            W0 = Wt0 = None
+
+            state["W0"] = gen(k_w)
+            if decoupled:
+                state["Wt0"] = gen(k_wt)
+        return state
+
+    def chunk(seed_key, state, ks, Xs, Ys, valid, Xt):
+        k_u, k_v, k_w, k_wt = _keys(seed_key)
+        if same_backward_key:
+            k_wt = k_w
+        layers = jnp.arange(L)
+        W0 = state.get("W0")
+        Wt0 = state.get("Wt0", W0)
 
         def w0(f, l, fwd=True):
             if dense:
@@ -255,22 +275,22 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
                 out["fdh"] = fdhs.T
             return (U, v, P, Q), out
 
-        P = jnp.zeros((F, L, H, n), dtype)
-        Q = jnp.zeros((F, L, H, n), dtype)
-        (_, _, _, _), outs = jax.lax.scan(step, (U0, v0, P, Q), (jnp.arange(steps), Xs, Ys, valid))
-        return outs
+        carry = (state["U"], state["v"], state["P"], state["Q"])
+        (U, v, P, Q), outs = jax.lax.scan(step, carry, (ks, Xs, Ys, valid))
+        new_state = dict(state, U=U, v=v, P=P, Q=Q)
+        return new_state, outs
 
-    return run
+    return init, chunk
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, same_backward_key):
-    """One jitted, seed-vmapped run per problem description (repeat calls reuse the compilation)."""
-    run = _build_run(
+    """Jitted, seed-vmapped (init, chunk) per problem description (repeat calls reuse them)."""
+    init, chunk = _build_run(
         net, backward=backward, batch=batch, steps=steps, n_test=n_test, record=record, dtype=dtype, dense=dense,
         same_backward_key=same_backward_key,
     )
-    return jax.jit(jax.vmap(run, in_axes=(0, None, None, None, None)))
+    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None)))
 
 
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
@@ -308,6 +328,7 @@ def simulate_network(
     max_memory: int | None = None,
     progress: bool = False,
     on_divergence: str = "raise",
+    chunk_steps: int | None = None,
     _same_backward_key: bool = False,
 ) -> SimulationResult:
     """Train ``seeds`` independent copies of ``net`` by SGD on the stream (X, Y).
@@ -326,7 +347,9 @@ def simulate_network(
         weights: ``"dense"`` stores W^(0); ``"regenerate"`` redraws it per layer from its key;
             ``"auto"`` stores it when that takes under 1 GiB.
         max_memory: byte limit for the run (default 80% of physical memory).
-        progress: print progress to stderr between chunks of steps.
+        progress: print progress to stderr between chunks of steps (10 chunks by default).
+        chunk_steps: run the compiled SGD loop this many steps at a time (results are identical
+            to one long loop; the weight history is preallocated for all steps).
         on_divergence: ``"raise"`` (default) raises :class:`~nfd.DivergenceError` naming the
             step; ``"return"`` returns the non-finite numbers with a warning on stderr.
     """
@@ -379,20 +402,37 @@ def simulate_network(
             )
     check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
 
-    run = _compiled_run(net, backward, B, steps, n_test, tuple(record), dtype, dense, _same_backward_key)
+    C = steps if chunk_steps is None else int(chunk_steps)
+    if progress and chunk_steps is None:
+        C = max(1, math.ceil(steps / 10))
+    if C <= 0:
+        raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
+    n_chunks = math.ceil(steps / C)
+    padded = n_chunks * C
+    init, chunk = _compiled_run(net, backward, B, padded, n_test, tuple(record), dtype, dense, _same_backward_key)
     base = jax.random.PRNGKey(seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
-    Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
-    Ys = jnp.asarray(Y.reshape(steps, B), dtype)
-    valid = jnp.ones((steps,), bool)
+    Xp = np.zeros((padded, B, net.input_dim))
+    Xp[:steps] = X.reshape(steps, B, -1)
+    Yp = np.zeros((padded, B))
+    Yp[:steps] = Y.reshape(steps, B)
+    validp = np.arange(padded) < steps
     Xt = jnp.asarray(X_test if X_test is not None else np.zeros((1, net.input_dim)), dtype)
     t0 = time.perf_counter()
     if progress:
         print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
-    outs = run(keys, Xs, Ys, valid, Xt)
-    outs = jax.tree_util.tree_map(np.asarray, outs)
-    if progress:
-        print(f"[nfd.simulate] done in {time.perf_counter() - t0:.2f}s", file=sys.stderr, flush=True)
+    state = init(keys)
+    chunks = []
+    for c in range(n_chunks):
+        sl = slice(c * C, (c + 1) * C)
+        state, outs_c = chunk(keys, state, jnp.arange(c * C, (c + 1) * C), jnp.asarray(Xp[sl], dtype),
+                              jnp.asarray(Yp[sl], dtype), jnp.asarray(validp[sl]), Xt)
+        chunks.append(jax.tree_util.tree_map(np.asarray, outs_c))
+        if progress:
+            done = min((c + 1) * C, steps)
+            el = time.perf_counter() - t0
+            print(f"[nfd.simulate] step {done}/{steps} ({el:.1f}s elapsed)", file=sys.stderr, flush=True)
+    outs = {k: np.concatenate([o[k] for o in chunks], axis=1)[:, :steps] for k in chunks[0]}
 
     f = outs["f"].reshape(seeds, K)
     losses = outs["loss"].reshape(seeds, K)
