@@ -17,3 +17,5 @@ __version__ = "0.1.0"
 from ._model import MeanODEResNet as MeanODEResNet
 from .meanode import simulate_resnet as simulate_resnet
 from .meanode import solve_mean_ode as solve_mean_ode
+from . import kernels as kernels
+from .kernels import nngp_kernel as nngp_kernel

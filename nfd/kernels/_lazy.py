@@ -109,8 +109,8 @@ def _lazy_ode(X, X2, T, rtol, atol, *, act, max_steps):
     return H, C0 * G0, G0 * J, G0
 
 
-@functools.partial(jax.jit, static_argnames=("act", "depth"))
-def _lazy_layers(X, X2, T, *, act, depth):
+@functools.partial(jax.jit, static_argnames=("act",))
+def _lazy_layers(X, X2, T, depth, *, act):
     tau = T / depth
     (d1, d2, H, _, _), C0 = _init(X, X2)
 
@@ -171,7 +171,7 @@ def lazy_kernels(
             act=act, max_steps=int(max_steps),
         )
     else:
-        out = _lazy_layers(X, X2_, Tj, act=act, depth=depth)
+        out = _lazy_layers(X, X2_, Tj, jnp.asarray(depth, jnp.int32), act=act)
     out = [np.asarray(o) for o in out]
     if not all(np.all(np.isfinite(o)) for o in out):
         raise DivergenceError("lazy_kernels: a kernel became non-finite", step=0, quantity="NTK")

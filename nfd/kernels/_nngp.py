@@ -67,8 +67,9 @@ def _solve_ode(X, X2, ts, T, rtol, atol, *, act, max_steps):
     return sol.ys[2], sol.stats["num_steps"]
 
 
-@functools.partial(jax.jit, static_argnames=("act", "depth"))
-def _solve_layers(X, X2, T, *, act, depth):
+@functools.partial(jax.jit, static_argnames=("act",))
+def _solve_layers(X, X2, T, depth, *, act):
+    # depth is traced (a while-loop bound), so every depth shares one compilation.
     tau = T / depth
 
     def body(_, s):
@@ -141,7 +142,7 @@ def nngp_kernel(
         C, _ = _solve_ode(X, X2_, T_arr[None], T_arr, rtol, atol, act=act, max_steps=int(max_steps))
         C = C[0]
     else:
-        C = _solve_layers(X, X2_, T_arr, act=act, depth=depth)
+        C = _solve_layers(X, X2_, T_arr, jnp.asarray(depth, jnp.int32), act=act)
     C = _finish(C, "nngp_kernel")
     if sym:
         C = 0.5 * (C + C.T)
