@@ -161,6 +161,7 @@ def test_matches_coupled_finite_networks_frozen_io():
     assert np.all(np.abs(rms.mean(0) - lim.rms_features) <= Z * _se(rms) + 4.0 / n)
 
 
+@pytest.mark.slow
 def test_matches_coupled_finite_networks_all_trained():
     L, n, S, eta = 8, 512, 32, 0.3
     lim = solve_gamma_c(X3, Y3, depth=L, lr=eta, frozen=())

@@ -66,6 +66,12 @@ def richardson(coarse, fine, order: float = INFINITE_ORDER):
     return (r * np.asarray(fine) - np.asarray(coarse)) / (r - 1.0)
 
 
+def _check_grid(grid) -> int:
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 4:
+        raise ValueError(f"grid must be an integer ≥ 4 (number of cells in depth), got {grid!r}")
+    return int(grid)
+
+
 @partial(jax.jit, static_argnames=("K", "N", "G", "loss"))
 def _run(X, Y, *, K, N, G, h, eta_u, eta_w, eta_v, loss):
     d = G - 1
@@ -132,9 +138,9 @@ def _run(X, Y, *, K, N, G, h, eta_u, eta_w, eta_v, loss):
             a1 = a + 0.5 * h * (da + da2)
             z1 = (z + 0.5 * h * (dz + dz2)).at[t, i].set(1.0)
             y1 = y + 0.5 * h * (dy + dy2)
-            row1 = fcov(a1, z1, y1, i + 1, C0p)
-            C0n = C0.at[i].set(_set_row_col(C0[i], t, 0.5 * (row + row1)))
-            row1 = fcov(a1, z1, y1, i + 1, C0n)
+            # node covariance with cell i's midpoint value from the predictor (its O(h²) error
+            # enters with weight h), then cell i's stored value from both end nodes
+            row1 = fcov(a1, z1, y1, i + 1, C0.at[i].set(_set_row_col(C0[i], t, 0.5 * (row + rowp))))
             C0n = C0.at[i].set(_set_row_col(C0[i], t, 0.5 * (row + row1)))
             kap1 = (fdiag(y1, i + 1) - eta_w * row1) * past
             return (a1, z1, y1, row1, row, kap1, C0n), (a1, z1, y1)
@@ -183,9 +189,7 @@ def _run(X, Y, *, K, N, G, h, eta_u, eta_w, eta_v, loss):
             a1 = a + 0.5 * h * (da + da2)
             z1 = z + 0.5 * h * (dz + dz2)
             y1 = (y + 0.5 * h * (dy + dy2)).at[t, c].set(1.0)
-            row1 = bcov(a1, z1, y1, i - 1, C1p)
-            C1n = C1.at[c].set(_set_row_col(C1[c], t, 0.5 * (row + row1)))
-            row1 = bcov(a1, z1, y1, i - 1, C1n)
+            row1 = bcov(a1, z1, y1, i - 1, C1.at[c].set(_set_row_col(C1[c], t, 0.5 * (row + rowp))))
             C1n = C1.at[c].set(_set_row_col(C1[c], t, 0.5 * (row + row1)))
             kap1 = (bdiag(z1, i - 1) - eta_w * row1) * past
             return (a1, z1, y1, row1, row, kap1, C1n), (a1, z1, y1)
@@ -222,9 +226,7 @@ def gamma_c_infinite_network(
     """
     _need_x64()
     check_linear_network(net)
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 4:
-        raise ValueError(f"grid must be an integer ≥ 4 (number of cells in depth), got {grid!r}")
-    grid = int(grid)
+    grid = _check_grid(grid)
     X, Y = check_data(X, Y, loss=net.loss)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
@@ -270,5 +272,6 @@ def solve_gamma_c_infinite(
         >>> solve_gamma_c_infinite(X, Y, grid=32).outputs.shape
         (3,)
     """
-    X, Y, net = _prepare(X, Y, depth=grid, activation=activation, lr=lr, T=T, frozen=frozen, loss=loss)
+    _check_grid(grid)
+    X, Y, net = _prepare(X, Y, depth=int(grid), activation=activation, lr=lr, T=T, frozen=frozen, loss=loss)
     return gamma_c_infinite_network(net, X, Y, grid=grid, return_gamma=return_gamma, max_memory=max_memory)
