@@ -293,6 +293,18 @@ def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, sam
     return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None)))
 
 
+def _seed_sharding(devices, seeds):
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devs = jax.devices() if devices == "all" else list(devices)
+    if not devs:
+        raise ValueError("devices: empty device list")
+    if seeds % len(devs):
+        raise ValueError(f"seeds={seeds} must be a multiple of the number of devices ({len(devs)}) to shard them")
+    mesh = Mesh(np.array(devs), ("seeds",))
+    return NamedSharding(mesh, PartitionSpec("seeds"))
+
+
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
     """Bytes a simulation needs (history, initial weights, stash, recorded arrays)."""
     n, L, F = net.width, net.depth, _families(net.block)
@@ -329,6 +341,7 @@ def simulate_network(
     progress: bool = False,
     on_divergence: str = "raise",
     chunk_steps: int | None = None,
+    devices=None,
     _same_backward_key: bool = False,
 ) -> SimulationResult:
     """Train ``seeds`` independent copies of ``net`` by SGD on the stream (X, Y).
@@ -348,6 +361,9 @@ def simulate_network(
             ``"auto"`` stores it when that takes under 1 GiB.
         max_memory: byte limit for the run (default 80% of physical memory).
         progress: print progress to stderr between chunks of steps (10 chunks by default).
+        devices: ``None`` (default device), ``"all"`` or a list of devices: shard the seeds across
+            them with ``jax.sharding`` (a 1-D mesh over a "seeds" axis; seeds must be a multiple
+            of the device count). Each network lives on one device; results are identical.
         chunk_steps: run the compiled SGD loop this many steps at a time (results are identical
             to one long loop; the weight history is preallocated for all steps).
         on_divergence: ``"raise"`` (default) raises :class:`~nfd.DivergenceError` naming the
@@ -421,6 +437,8 @@ def simulate_network(
     t0 = time.perf_counter()
     if progress:
         print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
+    if devices is not None:
+        keys = jax.device_put(keys, _seed_sharding(devices, seeds))
     state = init(keys)
     chunks = []
     for c in range(n_chunks):
