@@ -14,3 +14,4 @@ from ._gamma_c import gamma_c_network as gamma_c_network
 from ._gamma_c import solve_gamma_c as solve_gamma_c
 from ._gamma_c_infinite import gamma_c_infinite_network as gamma_c_infinite_network
 from ._gamma_c_infinite import solve_gamma_c_infinite as solve_gamma_c_infinite
+from ._init_sde import coupling_depth_error as coupling_depth_error

@@ -26,6 +26,7 @@ E|h_{ℓ,i} − h_{t_ℓ}|², between a width-n depth-L network and the SDE.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "discrete_init_kernels",
     "init_sde_particles",
     "coupling_error",
+    "coupling_depth_error",
 ]
 
 
@@ -106,6 +108,30 @@ class CouplingError:
     seeds: int
 
 
+@functools.partial(jax.jit, static_argnames="act")
+def _esq(q, act):
+    return act.expect_sq(q)
+
+
+def _bucket(n):
+    return max(64, 1 << (int(n) - 1).bit_length())
+
+
+def _esq_np(q, act):
+    """E[φ(h)²], h ~ N(0, q), for a numpy array q (padded to a few shapes to limit compiles)."""
+    q = np.asarray(q, dtype=np.float64)
+    flat = q.ravel()
+    pad = np.ones(_bucket(flat.size))
+    pad[: flat.size] = flat
+    dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return np.asarray(_esq(jnp.asarray(pad, dt), act))[: flat.size].reshape(q.shape)
+
+
+@functools.partial(jax.jit, static_argnames="act")
+def _grams(Q, act):
+    return act.gram(Q), act.dgram(Q)
+
+
 def _check_X(X):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -131,19 +157,27 @@ def _check_T(T):
     return T
 
 
-def _ode_solution(Q0, act, T, rtol, atol, dense, ts=None):
-    """Solve (Q, A)' = (E[φφ](Q), E[φ'φ'](Q)) on [0, T] with diffrax (Tsit5, adaptive)."""
+def _field(t, y, act):
+    Q, _ = y
+    return act.gram(Q), act.dgram(Q)
 
-    def field(t, y, args):
-        Q, _ = y
-        return act.gram(Q), act.dgram(Q)
 
+_TERM = diffrax.ODETerm(_field)  # one term object, so diffrax's compiled solve is reused
+
+
+def _ode_solution(Q0, act, T, rtol, atol):
+    """Solve (Q, A)' = (E[φφ](Q), E[φ'φ'](Q)) on [0, T] with diffrax (Tsit5, adaptive, dense)."""
     y0 = (Q0, jnp.zeros_like(Q0))
-    saveat = diffrax.SaveAt(ts=ts, dense=dense) if ts is not None else diffrax.SaveAt(t1=True, dense=dense)
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=T, dt0=None, y0=y0, saveat=saveat,
+        _TERM, diffrax.Tsit5(), t0=0.0, t1=T, dt0=None, y0=y0, args=act,
+        saveat=diffrax.SaveAt(t1=True, dense=True),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=100_000,
     )
+
+
+@jax.jit
+def _evaluate(sol, ts):
+    return jax.vmap(sol.evaluate)(ts)
 
 
 def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=None, rtol: float = 1e-9,
@@ -174,11 +208,13 @@ def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=Non
         raise ValueError(f"ts must be a non-decreasing 1-d array of times in [0, T={T}]")
     dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     Q0 = jnp.asarray(X @ X.T / X.shape[1], dt)
-    ts_all = jnp.asarray(np.append(ts, T), dt)
-    sol = _ode_solution(Q0, act, T, rtol, atol, dense=False, ts=ts_all)
-    Q, A = (np.asarray(a) for a in sol.ys)
-    Theta = np.exp(A[-1][None] - A[:-1])
-    return InitKernels(ts=ts, Q=Q[:-1], Theta=Theta)
+    sol = _ode_solution(Q0, act, jnp.asarray(T, dt), rtol, atol)
+    ts_pad = np.full(_bucket(ts.size), T)
+    ts_pad[: ts.size] = ts
+    Q, A = (np.asarray(a)[: ts.size] for a in _evaluate(sol, jnp.asarray(ts_pad, dt)))
+    AT = np.asarray(sol.ys[1])[-1]
+    Theta = np.exp(AT[None] - A)
+    return InitKernels(ts=ts, Q=Q, Theta=Theta)
 
 
 def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float = 1.0) -> InitKernels:
@@ -200,9 +236,9 @@ def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float =
     Q = [X @ X.T / X.shape[1]]
     D = []
     for _ in range(L):
-        Qj = jnp.asarray(Q[-1])
-        D.append(np.asarray(act.dgram(Qj)))
-        Q.append(Q[-1] + tau * np.asarray(act.gram(Qj)))
+        Gq, Gd = (np.asarray(a) for a in _grams(jnp.asarray(Q[-1]), act))
+        D.append(Gd)
+        Q.append(Q[-1] + tau * Gq)
     Th = [np.ones_like(Q[0])]
     for l in range(L, 0, -1):
         Th.append(Th[-1] * (1.0 + tau * D[l - 1]))
@@ -293,6 +329,50 @@ def _init_particles(key, X, tau, *, L, P, act):
 _init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act"))
 
 
+def _coupling_grid(q0, L, act, T):
+    """Per-layer coefficients of the synchronous coupling (one input, variance q0)."""
+    tau = T / L
+    xg, wg = np.polynomial.legendre.leggauss(8)
+    edges = np.linspace(0.0, T, L + 1)
+    nodes = (edges[:-1, None] + 0.5 * tau * (xg[None, :] + 1.0)).ravel()
+    ts = np.concatenate([edges, nodes])
+    k = gaussian_init_kernels(np.full((1, 1), math.sqrt(q0)), activation=act, T=T, ts=np.sort(ts))
+    qmap = dict(zip(np.sort(ts).tolist(), k.Q[:, 0, 0].tolist()))
+    q_nodes = np.array([qmap[t] for t in nodes]).reshape(L, 8)
+    q_edges = np.array([qmap[t] for t in edges])
+    m = 0.5 * tau * (np.sqrt(_esq_np(q_nodes, act)) * wg[None, :]).sum(axis=1)  # ∫σ ds per layer
+    v = np.maximum(np.diff(q_edges) - m**2 / tau, 0.0)  # Brownian-bridge remainder variance
+    qL = [q0]  # the depth-L (n → ∞) variance recursion
+    for _ in range(L):
+        qL.append(qL[-1] + tau * float(_esq_np(np.array([qL[-1]]), act)[0]))
+    sL = np.sqrt(tau * _esq_np(np.array(qL[:-1]), act))  # √τ σ^L_{ℓ-1}
+    depth_part = np.concatenate([[0.0], np.cumsum((sL - m / math.sqrt(tau)) ** 2 + v)])
+    return edges, sL, m / math.sqrt(tau), np.sqrt(v), depth_part
+
+
+def coupling_depth_error(q0: float, *, depth: int, activation: Any = "relu", T: float = 1.0) -> np.ndarray:
+    """E|h^L_ℓ − h_{t_ℓ}|² for ℓ = 0..L, exactly (no Monte Carlo): the depth-L (n → ∞) network
+    against the forward SDE under the synchronous coupling of :func:`coupling_error`.
+
+    Example:
+        >>> e = coupling_depth_error(1.0, depth=8, activation="tanh")
+        >>> e.shape
+        (9,)
+    """
+    q0 = _check_q0(q0)
+    return _coupling_grid(q0, _check_pos_int("depth", depth), get_activation(activation), _check_T(T))[-1]
+
+
+def _check_q0(q0):
+    try:
+        q0 = float(q0)
+    except (TypeError, ValueError):
+        raise ValueError(f"q0 must be a positive number, got {q0!r}") from None
+    if not (q0 > 0 and math.isfinite(q0)):
+        raise ValueError(f"q0 must be a positive finite number, got {q0!r}")
+    return q0
+
+
 def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu", T: float = 1.0, seeds: int = 16,
                    seed: int = 0, dtype=jnp.float64) -> CouplingError:
     """Synchronous coupling of a width-n depth-L network with the forward SDE (one input).
@@ -317,43 +397,19 @@ def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu
     Returns:
         :class:`CouplingError` (per-layer mean squared distances and their standard errors).
     """
-    try:
-        q0 = float(q0)
-    except (TypeError, ValueError):
-        raise ValueError(f"q0 must be a positive number, got {q0!r}") from None
-    if not (q0 > 0 and math.isfinite(q0)):
-        raise ValueError(f"q0 must be a positive finite number, got {q0!r}")
+    q0 = _check_q0(q0)
     act = get_activation(activation)
     T = _check_T(T)
     n = _check_pos_int("width", width)
     L = _check_pos_int("depth", depth)
     S = _check_pos_int("seeds", seeds, 2)
     tau = T / L
-    # continuum: q(t) on the layer grid and on Gauss–Legendre nodes inside each layer interval
-    xg, wg = np.polynomial.legendre.leggauss(8)
-    edges = np.linspace(0.0, T, L + 1)
-    nodes = (edges[:-1, None] + 0.5 * tau * (xg[None, :] + 1.0)).ravel()
-    ts = np.unique(np.concatenate([edges, nodes]))
-    k = gaussian_init_kernels(np.full((1, 1), math.sqrt(q0)), activation=act, T=T, ts=ts)
-    qmap = dict(zip(ts.tolist(), k.Q[:, 0, 0].tolist()))
-    q_nodes = np.array([qmap[t] for t in nodes]).reshape(L, 8)
-    q_edges = np.array([qmap[t] for t in edges])
-    sig_nodes = np.sqrt(np.asarray(act.expect_sq(jnp.asarray(q_nodes))))
-    m = 0.5 * tau * (sig_nodes * wg[None, :]).sum(axis=1)  # ∫σ ds per layer
-    v = np.maximum(np.diff(q_edges) - m**2 / tau, 0.0)  # bridge remainder variance
-    # discrete (depth-L) limit
-    qL = [q0]
-    for _ in range(L):
-        qL.append(qL[-1] + tau * float(act.expect_sq(jnp.asarray(qL[-1]))))
-    qL = np.array(qL)
-    sL = np.sqrt(tau * np.asarray(act.expect_sq(jnp.asarray(qL[:-1]))))  # √τ σ^L_{ℓ-1}
-    depth_part = np.concatenate([[0.0], np.cumsum((sL - m / math.sqrt(tau)) ** 2 + v)])
-
+    edges, sL, mc, vb, depth_part = _coupling_grid(q0, L, act, T)
     check_memory(int(1.25 * 8 * S * n * 6), what="coupling_error", hint=f"width={n}, seeds={S}")
     run = _coupling_jit(n=n, L=L, act=act)
     keys = jax.random.split(jax.random.PRNGKey(int(seed)), S)
-    tot, wid = run(keys, jnp.asarray(q0, dtype), jnp.asarray(sL, dtype), jnp.asarray(m / math.sqrt(tau), dtype),
-                   jnp.asarray(np.sqrt(v), dtype), jnp.asarray(tau, dtype))
+    tot, wid = run(keys, jnp.asarray(q0, dtype), jnp.asarray(sL, dtype), jnp.asarray(mc, dtype),
+                   jnp.asarray(vb, dtype), jnp.asarray(tau, dtype))
     tot, wid = np.asarray(tot), np.asarray(wid)  # (S, L+1): per-seed coordinate means
     se = lambda a: a.std(axis=0, ddof=1) / math.sqrt(S)
     return CouplingError(ts=edges, total=tot.mean(0), width_part=wid.mean(0), depth_part=depth_part,
@@ -379,6 +435,7 @@ def _coupling_one(key, q0, sL, mc, vb, tau, *, n, L, act):
     return jnp.concatenate([z, tot]), jnp.concatenate([z, wid])
 
 
+@functools.lru_cache(maxsize=16)
 def _coupling_jit(*, n, L, act):
     return jax.jit(jax.vmap(lambda k, q0, sL, mc, vb, tau: _coupling_one(k, q0, sL, mc, vb, tau, n=n, L=L, act=act),
                             in_axes=(0, None, None, None, None, None)))

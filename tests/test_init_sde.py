@@ -1,0 +1,105 @@
+"""The initialisation SDEs: closed forms, ODE vs Euler recursion vs particles, and the
+synchronous coupling of finite networks (NFD Propositions 2, 6, 9, 11)."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nfd.limits import coupling_depth_error, coupling_error, discrete_init_kernels, gaussian_init_kernels, init_sde_particles
+
+Z = 4.0  # standard errors allowed in Monte-Carlo comparisons (false-failure rate ~6e-5 each)
+
+X2 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8]])
+
+
+def test_closed_forms_identity_and_relu():
+    ts = np.linspace(0, 1.0, 5)
+    Q0 = X2 @ X2.T / 3
+    k = gaussian_init_kernels(X2, activation="identity", ts=ts)
+    # identity: Q' = Q  ->  Q0 e^t;  E[φ'φ'] = 1  ->  Θ(t) = e^{T-t}
+    np.testing.assert_allclose(k.Q, Q0[None] * np.exp(ts)[:, None, None], rtol=1e-7)
+    np.testing.assert_allclose(k.Theta, np.exp(1.0 - ts)[:, None, None] * np.ones((1, 2, 2)), rtol=1e-7)
+    # relu, one input: q' = q/2 and E[φ'(h)²] = 1/2  ->  q0 e^{t/2},  Θ = e^{(T-t)/2}
+    k = gaussian_init_kernels(X2[:1], activation="relu", ts=ts)
+    np.testing.assert_allclose(k.Q[:, 0, 0], Q0[0, 0] * np.exp(ts / 2), rtol=1e-7)
+    np.testing.assert_allclose(k.Theta[:, 0, 0], np.exp((1.0 - ts) / 2), rtol=1e-7)
+    # the discrete recursion has its own closed form for identity: (1 + τ)^ℓ
+    d = discrete_init_kernels(X2, depth=8, activation="identity")
+    np.testing.assert_allclose(d.Q[:, 0, 0], Q0[0, 0] * (1 + 1 / 8) ** np.arange(9), rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_euler_recursion_converges_to_the_ode_with_order_one(activation):
+    """The depth-L (n → ∞) covariances are the Euler scheme of the Gaussian ODE; its global error
+    at t = T (forward) and t = 0 (backward) must decay with order 1 (fitted slope)."""
+    cont = gaussian_init_kernels(X2, activation=activation, ts=[0.0, 1.0])
+    Ls = [4, 8, 16, 32, 64]
+    eq, et = [], []
+    for L in Ls:
+        d = discrete_init_kernels(X2, depth=L, activation=activation)
+        eq.append(np.abs(d.Q[-1] - cont.Q[-1]).max())
+        et.append(np.abs(d.Theta[0] - cont.Theta[0]).max())
+    for e in (eq, et):
+        slope = np.polyfit(np.log(Ls), np.log(e), 1)[0]
+        assert -1.1 < slope < -0.9, (slope, e)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_particles_match_the_deterministic_recursion(activation):
+    """Euler–Maruyama particles (variance and covariance of two inputs, forward and backward)
+    against the same-depth deterministic recursion, within Z standard errors of 8 runs."""
+    L = 6
+    ref = discrete_init_kernels(X2, depth=L, activation=activation)
+    runs = [init_sde_particles(X2, depth=L, particles=8192, activation=activation, seed=s, dtype=jnp.float64)
+            for s in range(8)]
+    for name in ("Q", "Theta"):
+        a = np.array([getattr(r, name) for r in runs])
+        se = a.std(0, ddof=1) / math.sqrt(a.shape[0])
+        assert np.all(np.abs(a.mean(0) - getattr(ref, name)) <= Z * se + 1e-12), name
+    # and the standard error is small enough for this to be a real check (≲ 1% of the values)
+    assert np.all(se < 0.01 * np.abs(ref.Theta).max())
+
+
+def test_particles_record_paths_and_validate():
+    sol = init_sde_particles(X2, depth=3, particles=64, activation="tanh", record_paths=True)
+    assert sol.h.shape == sol.g.shape == (4, 2, 64) and sol.Q.shape == (4, 2, 2)
+    np.testing.assert_allclose(sol.Q[1], sol.h[1] @ sol.h[1].T / 64, rtol=1e-5)
+    with pytest.raises(ValueError, match="particles"):
+        init_sde_particles(X2, depth=3, particles=1)
+    with pytest.raises(ValueError, match="depth"):
+        discrete_init_kernels(X2, depth=0)
+    with pytest.raises(ValueError, match="X"):
+        gaussian_init_kernels(np.ones(3))
+    with pytest.raises(ValueError, match="ts"):
+        gaussian_init_kernels(X2, ts=[0.0, 2.0])
+    with pytest.raises(ValueError, match="q0"):
+        coupling_error(-1.0, width=8, depth=2)
+
+
+def test_coupling_depth_part_decays_as_one_over_L_squared():
+    """E|h^L_ℓ − h_{t_ℓ}|² (n = ∞, exact) — NFD bounds it by C/L; with a deterministic diffusion
+    coefficient Euler–Maruyama is strong order 1, so the observed rate is 1/L²."""
+    Ls = [4, 8, 16, 32]
+    e = [coupling_depth_error(1.0, depth=L, activation="tanh")[-1] for L in Ls]
+    slope = np.polyfit(np.log(Ls), np.log(e), 1)[0]
+    assert -2.1 < slope < -1.9, (slope, e)
+
+
+def test_coupling_width_part_decays_as_one_over_n():
+    """E|h^{n,L}_L − h^L_L|² (network vs its depth-L limit, Prop. 9: ≤ C/n), 400 seeds per width;
+    the fitted slope in n must be −1 within 0.25 (≈ 3 standard errors of the fitted slope, from
+    the ~7% relative standard error of each point)."""
+    ns = [32, 128, 512]
+    res = [coupling_error(1.0, width=n, depth=8, activation="tanh", seeds=400, seed=1) for n in ns]
+    e = np.array([r.width_part[-1] for r in res])
+    se = np.array([r.width_stderr[-1] for r in res])
+    assert np.all(se < 0.15 * e)
+    slope = np.polyfit(np.log(ns), np.log(e), 1)[0]
+    assert -1.25 < slope < -0.75, (slope, e, se)
+    # the total distance to the continuum SDE is the width part plus (approximately) the depth part
+    tot = np.array([r.total[-1] for r in res])
+    tse = np.array([r.total_stderr[-1] for r in res])
+    dp = res[0].depth_part[-1]
+    assert np.all(np.abs(tot - (e + dp)) <= Z * np.hypot(tse, se) + 0.2 * dp)
