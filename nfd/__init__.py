@@ -19,3 +19,8 @@ from .meanode import simulate_resnet as simulate_resnet
 from .meanode import solve_mean_ode as solve_mean_ode
 from . import kernels as kernels
 from .kernels import nngp_kernel as nngp_kernel
+from .limits import ParticleSolution as ParticleSolution
+from .limits import coupling_error as coupling_error
+from .limits import discrete_init_kernels as discrete_init_kernels
+from .limits import gaussian_init_kernels as gaussian_init_kernels
+from .limits import init_sde_particles as init_sde_particles
