@@ -350,19 +350,20 @@ def lazy_dynamics(
         nngp_test=None if Xt is None else H[N:, :N], nngp_test_diag=None if Xt is None else np.diag(H)[N:],
         kernels=ker, batch=int(B), Y=Y, flow=bool(flow),
     )
-    P, Q = dyn._propagators()
-    mean = Y - P @ Y
-    var = np.einsum("sij,jk,sik->si", P, H_tr, P)
-    test_mean = test_var = None
-    if Xt is not None:
-        W = np.einsum("mi,sij->smj", dyn.ntk_test, Q)  # f_test,k = f_test,0 − W_k r_0
-        test_mean = W @ Y
-        Hx = dyn.nngp_test
-        test_var = (
-            dyn.nngp_test_diag[None]
-            - 2 * np.einsum("smj,mj->sm", W, Hx)
-            + np.einsum("smi,ij,smj->sm", W, H_tr, W)
-        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        P, Q = dyn._propagators()
+        mean = Y - P @ Y
+        var = np.einsum("sij,jk,sik->si", P, H_tr, P)
+        test_mean = test_var = None
+        if Xt is not None:
+            W = np.einsum("mi,sij->smj", dyn.ntk_test, Q)  # f_test,k = f_test,0 − W_k r_0
+            test_mean = W @ Y
+            Hx = dyn.nngp_test
+            test_var = (
+                dyn.nngp_test_diag[None]
+                - 2 * np.einsum("smj,mj->sm", W, Hx)
+                + np.einsum("smi,ij,smj->sm", W, H_tr, W)
+            )
     if not (np.all(np.isfinite(mean)) and np.all(np.abs(mean) < 1e300)):
         bad = int(np.argmax(~np.all(np.isfinite(mean), axis=1)))
         raise DivergenceError(
