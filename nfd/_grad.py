@@ -1,0 +1,388 @@
+"""Differentiable limits: the loss of the NFD particle limit after K SGD steps as a pure,
+differentiable JAX function of the learning-rate constant η_c and the depth horizon T.
+
+The NFD particle recursion (:func:`nfd.limits.solve_particles`) is a fixed-shape compiled
+program whose only real-valued inputs besides the data are the group learning rates η_c and
+√τ = √(T/L); its particles are a pure function of the seed.  With the seed fixed, the limit
+loss ℒ(η_c, T) is therefore an ordinary smooth function that JAX differentiates through the
+whole training run (both forward-mode, ``jax.jacfwd``, and reverse-mode, ``jax.grad``).  The
+derivative is the derivative of the P-particle estimate; it converges to the derivative of the
+n → ∞ limit at the same O(1/√P) Monte-Carlo rate as the loss itself.
+
+Two objectives:
+
+* ``objective="online"`` (default): the mean online loss (1/K) Σ_k ℓ(f̂^(k), y^(k)), where
+  f̂^(k) is the output on sample k *before* the update on it (for an online stream of fresh
+  samples this is the generalisation loss averaged over training);
+* ``objective="test"``: the mean loss on (X_test, Y_test) *after* all K steps.
+
+Forward mode is the default in :func:`limit_loss_and_grad`: with two parameters it needs no
+stored trajectory (memory of one solve, ≈ 3× its arithmetic) and compiles faster; reverse mode
+stores the solver state at every step (memory ≈ steps × one solve).
+
+Example:
+    >>> import numpy as np, nfd
+    >>> X = np.random.default_rng(0).normal(size=(4, 2)); Y = np.tanh(X[:, 0])
+    >>> g = nfd.limit_loss_and_grad(X, Y, lr=0.5, depth=4, particles=256, activation="tanh")
+    >>> bool(np.isfinite(g.d_lr) and np.isfinite(g.d_T))
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import DivergenceError
+from ._losses import loss_value
+from ._memory import check_memory
+from ._model import ResNet
+from ._validate import check_data, check_test_inputs
+
+__all__ = ["limit_loss_fn", "limit_loss_and_grad", "LimitGradient", "optimal_lr", "OptimalLR", "OBJECTIVES"]
+
+OBJECTIVES = ("online", "test")
+MODES = ("forward", "reverse")
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitGradient:
+    """Value and gradient of a limit loss (floats).
+
+    Attributes:
+        loss: ℒ(η_c, T).
+        d_lr: ∂ℒ/∂η_c.
+        d_T: ∂ℒ/∂T.
+        lr, T: where they were evaluated.
+        network: the :class:`~nfd.ResNet` (width ``None``) that was solved.
+        config: particles, backward, seed, objective, mode, dtype.
+    """
+
+    loss: float
+    d_lr: float
+    d_T: float
+    lr: float
+    T: float
+    network: ResNet
+    config: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimalLR:
+    """What :func:`optimal_lr` returns.
+
+    Attributes:
+        lr: the minimiser η_c* of the limit loss in the bracket (or a bracket end, see ``interior``).
+        loss: ℒ(η_c*).
+        d_lr: ∂ℒ/∂η_c at η_c* (≈ 0 for an interior minimum).
+        interior: False when the derivative has the same sign at both bracket ends (the
+            minimum is at an end of the bracket; widen it).
+        history: (iterations, 3) rows (η_c, ℒ, ∂ℒ/∂η_c) of every evaluation.
+    """
+
+    lr: float
+    loss: float
+    d_lr: float
+    interior: bool
+    history: np.ndarray
+
+
+def _static_for(net: ResNet, *, particles, steps, batch, n_test, backward, dtype):
+    from .limits import _nfd  # the compiled NFD program (private: see the module docstring)
+
+    return _nfd._Static(
+        P=int(particles), L=net.depth, d=net.input_dim, steps=steps, B=batch, N=n_test,
+        exact=backward == "exact", activation=net.activation, loss=net.loss, record_paths=False,
+        dtype=jnp.dtype(dtype),
+    )
+
+
+def _validate(X, Y, *, depth, particles, activation, backward, frozen, seed, loss, batch_size, X_test, Y_test,
+              objective, dtype):
+    from .limits._nfd import BACKWARDS
+
+    X_arr = np.asarray(X)
+    if X_arr.ndim != 2:
+        raise ValueError(f"X must have shape (K, d) (one row per SGD sample), got shape {X_arr.shape}")
+    if isinstance(frozen, str):
+        frozen = (frozen,)
+    net = ResNet(depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=1.0,
+                 parameterization="depth_mup", lr=0.1, frozen=tuple(frozen), loss=loss)
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or particles < 2:
+        raise ValueError(f"particles must be an integer ≥ 2, got {particles!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    X, Y = check_data(X, Y, loss=loss, batch_size=batch_size)
+    X_test = check_test_inputs(X_test, net.input_dim)
+    if objective == "test":
+        if X_test is None or Y_test is None:
+            raise ValueError("objective='test' needs X_test (N, d) and Y_test (N,)")
+        _, Y_test = check_data(X_test, Y_test, loss=loss)
+    elif Y_test is not None:
+        raise ValueError("Y_test is only used with objective='test'")
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    return net, X, Y, X_test, Y_test, dtype
+
+
+def _memory(net, *, particles, samples, n_test, backward, dtype, mode, steps, max_memory):
+    from .limits._nfd import estimate_particle_memory
+
+    one = estimate_particle_memory(particles=particles, depth=net.depth, samples=samples, input_dim=net.input_dim,
+                                   n_test=n_test, exact=backward == "exact", itemsize=jnp.dtype(dtype).itemsize)
+    # forward mode carries primal + 2 tangents; reverse mode keeps the state of every step
+    est = 3 * one if mode == "forward" else (steps + 2) * one
+    check_memory(est, what=f"limit gradient ({mode} mode)",
+                 hint=f"particles={particles}, depth={net.depth}, samples={samples}; "
+                      "reverse mode stores every step, forward mode does not", limit_bytes=max_memory)
+    return est
+
+
+def limit_loss_fn(
+    X,
+    Y,
+    *,
+    depth: int,
+    particles: int,
+    activation: Any = "relu",
+    backward: str = "gia",
+    frozen: tuple[str, ...] = (),
+    seed: int = 0,
+    loss: str = "mse",
+    batch_size: int = 1,
+    objective: str = "online",
+    X_test=None,
+    Y_test=None,
+    dtype=jnp.float32,
+    singular_tol: float | None = None,
+    max_memory: int | None = None,
+    _mode_for_memory: str = "forward",
+) -> Callable[[Any, Any], jax.Array]:
+    """The limit loss ℒ(η_c, T) of the NFD particle recursion as a pure JAX function.
+
+    Input is validated and memory checked now; the returned function ``fn(lr, T)`` is pure
+    (the particles are fixed by ``seed``), traceable, and differentiable with ``jax.grad``,
+    ``jax.jacfwd``, ``jax.jit`` and ``jax.vmap``.  Divergence shows as a NaN value (use
+    :func:`limit_loss_and_grad` for a checked evaluation).
+
+    Args:
+        X: (K, d) training inputs, ``batch_size`` per SGD step.
+        Y: (K,) targets.
+        depth, particles, activation, backward, frozen, seed, loss, batch_size, dtype,
+            singular_tol: as in :func:`nfd.limits.solve_particles`.
+        objective: ``"online"`` (mean of ℓ(f̂^(k), y^(k)) over the K samples, each before its
+            update) or ``"test"`` (mean loss on X_test, Y_test after all K steps).
+        X_test: (N, d) held-out inputs for ``objective="test"``.
+        Y_test: (N,) held-out targets.
+        max_memory: byte limit for the memory check.
+
+    Returns:
+        ``fn(lr, T) -> scalar``: the loss as a function of η_c (≥ 0) and T (> 0).
+
+    Example:
+        >>> import jax, numpy as np, nfd
+        >>> X = np.random.default_rng(0).normal(size=(4, 2)); Y = X[:, 0]
+        >>> fn = nfd.limit_loss_fn(X, Y, depth=4, particles=256, activation="tanh")
+        >>> dl = jax.grad(fn, argnums=0)(0.5, 1.0)   # ∂ℒ/∂η_c
+        >>> bool(np.isfinite(dl))
+        True
+    """
+    net, X, Y, X_test, Y_test, dtype = _validate(
+        X, Y, depth=depth, particles=particles, activation=activation, backward=backward, frozen=frozen,
+        seed=seed, loss=loss, batch_size=batch_size, X_test=X_test, Y_test=Y_test, objective=objective,
+        dtype=dtype)
+    if singular_tol is None:
+        singular_tol = 1e-5 if dtype == jnp.float32 else 1e-10
+    if not (0 <= float(singular_tol) < 1):
+        raise ValueError(f"singular_tol must be in [0, 1), got {singular_tol!r}")
+    B = int(batch_size)
+    K = X.shape[0]
+    if objective == "test":
+        # one extra (dummy) step: the test outputs recorded before it are those after K updates
+        X = np.concatenate([X, X[-B:]], axis=0)
+        Y = np.concatenate([Y, Y[-B:]], axis=0)
+    steps = X.shape[0] // B
+    N = 0 if X_test is None or objective != "test" else X_test.shape[0]
+    _memory(net, particles=int(particles), samples=X.shape[0], n_test=N, backward=backward, dtype=dtype,
+            mode=_mode_for_memory, steps=steps, max_memory=max_memory)
+    st = _static_for(net, particles=particles, steps=steps, batch=B, n_test=N, backward=backward, dtype=dtype)
+    return _loss_program(st, objective, K, B, int(seed), tuple(frozen if not isinstance(frozen, str) else (frozen,)),
+                         X.tobytes(), X.shape, Y.tobytes(),
+                         None if N == 0 else X_test.tobytes(), None if N == 0 else Y_test.tobytes(),
+                         float(singular_tol))
+
+
+@functools.lru_cache(maxsize=32)
+def _loss_program(st, objective, K, B, seed, frozen, Xb, Xshape, Yb, Xtb, Ytb, tol):
+    """Build (and cache per problem) the pure loss function; arrays travel as bytes to be hashable."""
+    from .limits._nfd import _compiled
+
+    run = _compiled(st)
+    dtype = st.dtype
+    X = np.frombuffer(Xb, np.float64).reshape(Xshape)
+    Y = np.frombuffer(Yb, np.float64)
+    Xs = jnp.asarray(X.reshape(st.steps, B, -1), dtype)
+    Ys = jnp.asarray(Y.reshape(st.steps, B), dtype)
+    if st.N:
+        Xt = jnp.asarray(np.frombuffer(Xtb, np.float64).reshape(st.N, st.d), dtype)
+        Yt = jnp.asarray(np.frombuffer(Ytb, np.float64), dtype)
+    else:
+        Xt = jnp.zeros((0, st.d), dtype)
+        Yt = None
+    key = jax.random.PRNGKey(seed)
+    tol_a = jnp.asarray(tol, dtype)
+    trained = jnp.asarray([0.0 if g in frozen else 1.0 for g in ("input", "hidden", "output")], dtype)
+    L = st.L
+
+    def fn(lr, T):
+        lr = jnp.asarray(lr, dtype)
+        T = jnp.asarray(T, dtype)
+        out = run(key, Xs, Ys, Xt, trained * lr, jnp.sqrt(T / L), tol_a)["outs"]
+        if objective == "online":
+            return jnp.mean(out["loss"].reshape(-1)[:K])
+        return jnp.mean(loss_value(st.loss, out["ftest"][-1], Yt))
+
+    return fn
+
+
+def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward", max_memory: int | None = None,
+                        **kwargs) -> LimitGradient:
+    """ℒ(η_c, T) of the NFD particle limit and its gradient (∂ℒ/∂η_c, ∂ℒ/∂T).
+
+    Args:
+        X, Y: the training stream, (K, d) and (K,).
+        lr: η_c ≥ 0 at which to evaluate.
+        T: depth horizon T > 0.
+        mode: ``"forward"`` (``jax.jacfwd``; default, memory of one solve) or ``"reverse"``
+            (``jax.grad``; memory ≈ steps × one solve).
+        max_memory: byte limit.
+        **kwargs: ``depth``, ``particles`` and the other arguments of :func:`limit_loss_fn`.
+
+    Returns:
+        :class:`LimitGradient`.
+
+    Raises:
+        DivergenceError: when the loss or its gradient is not finite.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> X = np.random.default_rng(0).normal(size=(4, 2)); Y = X[:, 0]
+        >>> g = nfd.limit_loss_and_grad(X, Y, lr=0.5, depth=4, particles=256, activation="tanh")
+        >>> g.loss > 0
+        True
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    lr_f = _check_float("lr", lr, allow_zero=True)
+    T_f = _check_float("T", T, allow_zero=False)
+    fn = limit_loss_fn(X, Y, max_memory=max_memory, _mode_for_memory=mode, **kwargs)
+    val, g = _value_and_grad(fn, mode)(lr_f, T_f)
+    val, d_lr, d_T = float(val), float(g[0]), float(g[1])
+    if not (math.isfinite(val) and math.isfinite(d_lr) and math.isfinite(d_T)):
+        raise DivergenceError(
+            f"limit loss or gradient not finite at lr={lr_f}, T={T_f} (loss={val}, d_lr={d_lr}, d_T={d_T}); "
+            "the limit diverged: try a smaller lr", step=-1, quantity="limit loss")
+    kw = dict(kwargs)
+    net = ResNet(depth=kw["depth"], input_dim=np.asarray(X).shape[1], width=None,
+                 activation=kw.get("activation", "relu"), T=T_f, lr=lr_f, frozen=tuple(kw.get("frozen", ())),
+                 loss=kw.get("loss", "mse"))
+    config = dict(particles=int(kw["particles"]), backward=kw.get("backward", "gia"), seed=int(kw.get("seed", 0)),
+                  objective=kw.get("objective", "online"), mode=mode, dtype=str(jnp.dtype(kw.get("dtype", jnp.float32))))
+    return LimitGradient(loss=val, d_lr=d_lr, d_T=d_T, lr=lr_f, T=T_f, network=net, config=config)
+
+
+@functools.lru_cache(maxsize=32)
+def _value_and_grad(fn, mode):
+    def both(lr, T):
+        return fn(lr, T)
+
+    if mode == "reverse":
+        vg = jax.value_and_grad(both, argnums=(0, 1))
+        return jax.jit(lambda lr, T: (lambda v, g: (v, jnp.stack(g)))(*vg(lr, T)))
+
+    def fwd(lr, T):
+        p = jnp.stack([jnp.asarray(lr), jnp.asarray(T)])
+        val, jvp_fn = jax.linearize(lambda q: both(q[0], q[1]), p)
+        g = jax.vmap(jvp_fn)(jnp.eye(2, dtype=p.dtype))
+        return val, g
+
+    return jax.jit(fwd)
+
+
+def _check_float(name, v, *, allow_zero):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {v!r}")
+    return f
+
+
+def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations: int = 20,
+               **kwargs) -> OptimalLR:
+    """η_c minimising the limit loss ℒ(η_c, T) inside ``bracket``, by bisection on the sign of
+    ∂ℒ/∂η_c (in log η_c), using the exact derivative of the limit.
+
+    Every evaluation reuses one compiled program.  Assumes ℒ is unimodal in the bracket; when
+    ∂ℒ/∂η_c has the same sign at both ends the better end is returned with ``interior=False``.
+
+    Args:
+        X, Y: training stream.
+        bracket: (lo, hi) with 0 < lo < hi.
+        T: depth horizon.
+        iterations: bisection steps (the bracket shrinks by 2^iterations in log η_c).
+        **kwargs: ``depth``, ``particles`` and the other arguments of :func:`limit_loss_fn`.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> X = np.random.default_rng(0).normal(size=(6, 2)); Y = np.tanh(X[:, 0])
+        >>> opt = nfd.optimal_lr(X, Y, bracket=(0.05, 5.0), depth=4, particles=256, activation="tanh",
+        ...                      iterations=4)
+        >>> 0.05 <= opt.lr <= 5.0
+        True
+    """
+    try:
+        lo, hi = (float(bracket[0]), float(bracket[1]))
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"bracket must be a pair (lo, hi) of numbers, got {bracket!r}") from None
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bracket must satisfy 0 < lo < hi, got {bracket!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    hist = []
+
+    def ev(lr):
+        g = limit_loss_and_grad(X, Y, lr=lr, T=T, **kwargs)
+        hist.append((lr, g.loss, g.d_lr))
+        return g
+
+    glo, ghi = ev(lo), ev(hi)
+    if glo.d_lr >= 0 or ghi.d_lr <= 0:
+        best = glo if glo.loss <= ghi.loss else ghi
+        return OptimalLR(lr=best.lr, loss=best.loss, d_lr=best.d_lr, interior=False, history=np.asarray(hist))
+    a, b = math.log(lo), math.log(hi)
+    best = glo if glo.loss <= ghi.loss else ghi
+    for _ in range(iterations):
+        m = 0.5 * (a + b)
+        g = ev(math.exp(m))
+        if g.loss <= best.loss:
+            best = g
+        if g.d_lr > 0:
+            b = m
+        else:
+            a = m
+    return OptimalLR(lr=best.lr, loss=best.loss, d_lr=best.d_lr, interior=True, history=np.asarray(hist))
