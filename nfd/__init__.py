@@ -24,3 +24,7 @@ from .limits import coupling_error as coupling_error
 from .limits import discrete_init_kernels as discrete_init_kernels
 from .limits import gaussian_init_kernels as gaussian_init_kernels
 from .limits import init_sde_particles as init_sde_particles
+from ._grad import LimitGradient as LimitGradient
+from ._grad import limit_loss_and_grad as limit_loss_and_grad
+from ._grad import limit_loss_fn as limit_loss_fn
+from ._grad import optimal_lr as optimal_lr
