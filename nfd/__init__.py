@@ -28,3 +28,5 @@ from ._grad import LimitGradient as LimitGradient
 from ._grad import limit_loss_and_grad as limit_loss_and_grad
 from ._grad import limit_loss_fn as limit_loss_fn
 from ._grad import optimal_lr as optimal_lr
+from ._io import load as load
+from ._io import save as save
