@@ -263,18 +263,28 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
 
 @pytest.mark.slow
 def test_euler_maruyama_error_decays_with_fitted_order():
-    """|f̂_L − f̂_{64}| at the last step for L = 2..16 (identity, frozen input/output, 6 particle runs
-    of 16384 each) decays as L^{-p}; the EM weak order of the recursion is 1."""
+    """|f̂_L − f̂_64| after two updates (tanh, η_c = 1) for L = 1..8, with common random numbers
+    (``noise_depth=64``: every depth is driven by the same Brownian path, so the paired
+    difference carries almost no particle noise).  The weak Euler–Maruyama order is 1."""
     X, Y = _data(3, seed=2)
-    kw = dict(activation="tanh", lr=0.5, particles=16384, dtype=jnp.float64)
-    ref = _runs(X, Y, 6, depth=64, **kw)[:, -1]
-    Ls = [2, 4, 8, 16]
+    kw = dict(activation="tanh", lr=1.0, particles=16384, dtype=jnp.float64, noise_depth=64)
+    runs = 4
+    ref = _runs(X, Y, runs, depth=64, **kw)[:, -1]
+    Ls = [1, 2, 4, 8]
     errs, ses = [], []
     for L in Ls:
-        r = _runs(X, Y, 6, depth=L, **kw)[:, -1]
-        errs.append(abs(r.mean() - ref.mean()))
-        ses.append(math.sqrt(_se(r[:, None])[0] ** 2 + _se(ref[:, None])[0] ** 2))
+        d = _runs(X, Y, runs, depth=L, **kw)[:, -1] - ref  # paired by seed
+        errs.append(abs(d.mean()))
+        ses.append(d.std(ddof=1) / math.sqrt(runs))
     errs, ses = np.array(errs), np.array(ses)
-    assert np.all(errs[:2] > Z * ses[:2])  # the coarse errors are resolved above the particle noise
-    slope = np.polyfit(np.log(Ls[:3]), np.log(errs[:3]), 1)[0]
-    assert -1.6 < slope < -0.6, (slope, errs, ses)
+    assert np.all(errs[:3] > Z * ses[:3]), (errs, ses)  # resolved above the particle noise
+    slope = np.polyfit(np.log(Ls), np.log(errs), 1)[0]
+    assert -1.5 < slope < -0.6, (slope, errs, ses)
+
+
+def test_noise_depth_validation_and_default():
+    X, Y = _data(2)
+    kw = dict(depth=2, particles=128, activation="tanh", lr=0.5, dtype=jnp.float64, eigenvalues=False)
+    with pytest.raises(ValueError, match="noise_depth"):
+        nfd.solve(X, Y, noise_depth=3, **kw)
+    np.testing.assert_array_equal(nfd.solve(X, Y, **kw).outputs, nfd.solve(X, Y, noise_depth=2, **kw).outputs)

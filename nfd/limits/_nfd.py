@@ -118,6 +118,7 @@ class _Static:
     loss: str
     record_paths: bool
     dtype: Any
+    refine: int = 1  # Brownian refinement: each layer's normals are sums of `refine` finer ones
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -201,6 +202,15 @@ def _build(st: _Static):
     dtype = st.dtype
     exact = st.exact
 
+    m = st.refine
+
+    def normals(k, l, s, rows):
+        """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
+        finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths."""
+        ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
+        z = jax.vmap(lambda kk: jax.random.normal(kk, (rows, P), dtype))(ks)
+        return jnp.sum(z, axis=0) / math.sqrt(m)
+
     def run(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
         TRACE_COUNT[0] += 1
         eta_in, eta_hid, eta_out = rates[0], rates[1], rates[2]
@@ -245,12 +255,10 @@ def _build(st: _Static):
                 u = phi(h)  # (M, P)
                 r = Phi_l @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
                 snn = u[:B] @ u[:B].T / P
-                kf = jax.random.fold_in(jax.random.fold_in(k_fwd, l), s)
-                xi_new = jax.random.normal(kf, (B, P), dtype)
+                xi_new = normals(k_fwd, l, s, B)
                 zeta, rows, rows_solve, ratio, dropped = _grow(LS_l, r[:, :B], snn, Xi_l, xi_new, start, tol)
                 if N:
-                    kt = jax.random.fold_in(jax.random.fold_in(k_test, l), s)
-                    xi_t = jax.random.normal(kt, (N, P), dtype)
+                    xi_t = normals(k_test, l, s, N)
                     var_t = jnp.mean(u[B:] ** 2, axis=1)
                     zeta_t = _condition_each(LS_l, r[:, B:], var_t, Xi_l, xi_t)
                     zeta = jnp.concatenate([zeta, zeta_t], axis=0)
@@ -287,8 +295,7 @@ def _build(st: _Static):
                 Phi_l = Phi[l]  # includes this step's rows
                 tr = G_l @ g.T / P  # (H, B): Θ[i, new], zero for i ≥ start
                 tnn = g @ g.T / P
-                kb = jax.random.fold_in(jax.random.fold_in(k_bwd, l), s)
-                xit_new = jax.random.normal(kb, (B, P), dtype)
+                xit_new = normals(k_bwd, l, s, B)
                 zt, rows, rows_solve, ratio, dropped = _grow(LT_l, tr, tnn, Xit_l, xit_new, start, tol)
                 coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
                 if exact:
@@ -376,6 +383,7 @@ def solve_particles_network(
     on_singular: str = "warn",
     on_divergence: str = "raise",
     eigenvalues: bool = True,
+    noise_depth: int | None = None,
 ) -> ParticleSolution:
     """Solve the NFD particle recursion of ``net`` (``net.width`` must be ``None``).
 
@@ -421,6 +429,10 @@ def solve_particles_network(
     N = 0 if X_test is None else X_test.shape[0]
     P = int(particles)
     L = net.depth
+    if noise_depth is None:
+        noise_depth = L
+    if isinstance(noise_depth, bool) or not isinstance(noise_depth, (int, np.integer)) or noise_depth % L:
+        raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
     est = estimate_particle_memory(
         particles=P, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
         record_paths=record_paths, itemsize=dtype.itemsize,
@@ -439,7 +451,7 @@ def solve_particles_network(
 
     st = _Static(
         P=P, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
-        loss=net.loss, record_paths=bool(record_paths), dtype=dtype,
+        loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
     )
     run = _compiled(st)
     rates = jnp.asarray(
@@ -512,7 +524,7 @@ def solve_particles_network(
         network=net,
         config=dict(
             particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
-            singular_tol=float(singular_tol), memory_estimate=format_bytes(est),
+            singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
         ),
     )
 
@@ -561,6 +573,11 @@ def solve_particles(
             (:class:`~nfd.SingularCovarianceError`).
         on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` with the step) or ``"return"``.
         eigenvalues: compute the smallest eigenvalues of Σ and Θ per layer (O(L·K³)).
+        noise_depth: a multiple L·m of ``depth``; the normals of each layer are then the scaled sums
+            of those of m finer layers, drawn as a run with ``depth=noise_depth`` draws them, so runs at
+            different depths with the same ``seed`` and ``noise_depth`` share one Brownian path
+            (common random numbers: the Euler–Maruyama error is measured without particle noise).
+            Default ``depth`` (m = 1).
 
     Returns:
         :class:`ParticleSolution` with ``.outputs`` of shape (K,).
