@@ -73,7 +73,8 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
     lab = label
     if fit and x.size >= 2:
         result = fit_power_law(x, y, y_err)
-        lab = f"{label} slope {result.slope:.2f} ± {result.slope_se:.2f}".strip()
+        se = f" ± {result.slope_se:.2f}" if x.size > 2 or y_err is not None else " (2 points)"
+        lab = f"{label} slope {result.slope:.2f}{se}".strip()
     if y_err is not None:
         lower = np.minimum(2 * y_err, 0.999 * y)  # keep the bar on the positive axis
         line = ax.errorbar(x, y, yerr=[lower, 2 * y_err], fmt="o", capsize=3, label=lab, **kw)

@@ -1,0 +1,544 @@
+"""The ``nfd`` command line: solve a limit or simulate finite networks from a config file.
+
+    nfd template > run.toml          # an annotated example configuration
+    nfd solve run.toml               # the limit: writes nfd-out/solve.npz, solve_summary.json, solve.png
+    nfd simulate run.toml --limit    # finite networks of every width (and the limit), one figure
+    nfd bench --quick                # run benchmarks/<name>.py --quick from a clone of the repo
+
+A configuration (TOML or JSON) has up to five sections; only ``[model]`` is required:
+
+* ``[data]``: ``kind`` = ``"synthetic"`` (default; ``samples``, ``input_dim``, ``target`` in
+  ``tanh/sin/linear``, ``seed``), ``"digits"`` (scikit-learn's digits, two ``classes``,
+  ``samples``) or ``"file"`` (``path`` to an .npz with arrays ``X`` and ``Y``).
+* ``[model]``: the network, shared by the limit and the finite networks: ``depth``,
+  ``activation``, ``lr`` (η_c), ``T``, ``frozen``, ``loss``, ...
+* ``[solve]``: ``method`` (``particles``, ``gamma_c``, ``mean_ode``) and that solver's options
+  (``particles``, ``backward``, ``seed``, ``batch_size``, ``dtype``, ...).
+* ``[simulate]``: ``widths`` (a list) and the options of :func:`nfd.simulate` (``seeds``,
+  ``backward``, ``seed``, ...).
+* ``[output]``: ``dir`` (default ``nfd-out``), ``format`` (``npz`` or ``json``), ``figure``.
+
+Outputs: ``solve.npz`` (or ``.json``; read back with :func:`nfd.load`), ``solve_summary.json``
+(outputs, losses, wall time, machine) and ``solve.png``; for ``simulate``,
+``simulate_n<width>.npz`` per width, ``simulate.json`` and ``simulate.png``.
+
+Every option is checked against the signature of the function it goes to before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "load_config", "TEMPLATE"]
+
+SECTIONS = ("data", "model", "solve", "simulate", "output")
+
+TEMPLATE = {
+    "data": {"kind": "synthetic", "samples": 12, "input_dim": 4, "target": "tanh", "seed": 0},
+    "model": {"depth": 8, "activation": "tanh", "lr": 0.5, "T": 1.0},
+    "solve": {"method": "particles", "particles": 4096, "backward": "exact", "seed": 0},
+    "simulate": {"widths": [64, 256], "seeds": 8, "backward": "coupled", "seed": 1},
+    "output": {"dir": "nfd-out", "format": "npz", "figure": True},
+}
+
+_TEMPLATE_COMMENTS = {
+    "data": "training stream: kind = synthetic | digits | file (path = 'data.npz' with X, Y)",
+    "model": "the network shared by the limit and the finite networks (nfd.ResNet fields)",
+    "solve": "the limit: method = particles | gamma_c | mean_ode, and that solver's options",
+    "simulate": "finite networks: one run of `seeds` networks per width",
+    "output": "where results go: <dir>/solve.npz (or .json), solve_summary.json, solve.png",
+}
+
+# config keys of [model] that the Mean-ODE family does not take (it has its own model)
+_RESNET_ONLY = ("depth", "T", "frozen", "loss", "lr", "block", "parameterization", "depth_aware_lr")
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def template_text(fmt: str = "toml", method: str = "particles") -> str:
+    """An example configuration for ``method`` in TOML or JSON."""
+    cfg = json.loads(json.dumps(TEMPLATE))
+    if method == "gamma_c":
+        cfg["model"].update(activation="identity", lr=1.0)
+        cfg["solve"] = {"method": "gamma_c", "frozen": ["input", "output"]}
+        cfg["simulate"]["frozen"] = ["input", "output"]
+    elif method == "mean_ode":
+        cfg["data"] = {"kind": "synthetic", "samples": 8, "input_dim": 3, "target": "tanh", "seed": 0}
+        cfg["model"] = {"activation": "tanh"}
+        cfg["solve"] = {"method": "mean_ode", "steps": 20, "grid": 32, "particles": 256, "replicates": 2}
+        cfg.pop("simulate")
+    elif method != "particles":
+        raise ValueError(f"method must be particles, gamma_c or mean_ode, got {method!r}")
+    if fmt == "json":
+        return json.dumps(cfg, indent=2) + "\n"
+    if fmt != "toml":
+        raise ValueError(f"format must be toml or json, got {fmt!r}")
+    lines = []
+    for sec, body in cfg.items():
+        lines.append(f"# {_TEMPLATE_COMMENTS[sec]}")
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_config(path, overrides=()) -> dict:
+    """Read a TOML or JSON config, apply ``section.key=value`` overrides, check the sections."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"config file {str(p)!r} does not exist")
+    if p.suffix == ".json":
+        try:
+            cfg = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config {str(p)!r} is not valid JSON: {e}") from None
+    elif p.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ModuleNotFoundError:
+                raise ValueError("reading TOML needs Python ≥ 3.11 or `pip install tomli`; or use a .json config") from None
+        try:
+            cfg = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config {str(p)!r} is not valid TOML: {e}") from None
+    else:
+        raise ValueError(f"config must end in .toml or .json, got {str(p)!r}")
+    if not isinstance(cfg, dict):
+        raise ValueError("config must be a table/object of sections")
+    for ov in overrides:
+        key, sep, val = ov.partition("=")
+        sec, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--set expects section.key=value, got {ov!r}")
+        try:
+            parsed = json.loads(val)
+        except json.JSONDecodeError:
+            parsed = val
+        cfg.setdefault(sec, {})[name] = parsed
+    bad = [s for s in cfg if s not in SECTIONS]
+    if bad:
+        raise ValueError(f"config: unknown section(s) {bad}; sections are {list(SECTIONS)}")
+    for s, body in cfg.items():
+        if not isinstance(body, dict):
+            raise ValueError(f"config: [{s}] must be a table of key = value pairs")
+    if "model" not in cfg:
+        raise ValueError("config: the [model] section is required (depth, activation, lr, ...)")
+    return cfg
+
+
+def make_data(cfg: dict, method: str = "particles"):
+    """(X, Y) from the [data] section."""
+    data = dict(cfg.get("data", {}))
+    kind = data.pop("kind", "synthetic")
+    seed = data.pop("seed", 0)
+    if kind == "synthetic":
+        K = data.pop("samples", 12)
+        d = data.pop("input_dim", 4)
+        target = data.pop("target", "tanh")
+        _no_extra("data", data)
+        for name, v in (("samples", K), ("input_dim", d)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"config [data] {name} must be a positive integer, got {v!r}")
+        fns = {"tanh": np.tanh, "sin": np.sin, "linear": lambda z: z}
+        if target not in fns:
+            raise ValueError(f"config [data] target must be one of {sorted(fns)}, got {target!r}")
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(K, d))
+        if method == "mean_ode":
+            A = rng.normal(size=(d, d))
+            return X, fns[target](X @ A / np.sqrt(d))
+        w = rng.normal(size=d)
+        return X, fns[target](X @ w / np.sqrt(d))
+    if kind == "digits":
+        K = data.pop("samples", 64)
+        classes = data.pop("classes", [0, 1])
+        _no_extra("data", data)
+        from sklearn.datasets import load_digits
+
+        dg = load_digits()
+        if len(classes) != 2:
+            raise ValueError(f"config [data] classes must list two digit classes, got {classes!r}")
+        mask = np.isin(dg.target, classes)
+        X = dg.data[mask].astype(np.float64)
+        X = (X - X.mean(0)) / (X.std(0) + 1e-8)
+        y = np.where(dg.target[mask] == classes[1], 1.0, -1.0)
+        idx = np.random.default_rng(seed).permutation(X.shape[0])[:K]
+        loss = cfg.get("model", {}).get("loss", "mse")
+        return X[idx], ((y[idx] + 1) / 2 if loss == "logistic" else y[idx])
+    if kind == "file":
+        path = data.pop("path", None)
+        _no_extra("data", data)
+        if path is None:
+            raise ValueError("config [data] kind='file' needs path = 'file.npz' (arrays X and Y)")
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z.files or "Y" not in z.files:
+                raise ValueError(f"config [data] {path!r} must contain arrays named X and Y")
+            return z["X"], z["Y"]
+    raise ValueError(f"config [data] kind must be synthetic, digits or file, got {kind!r}")
+
+
+def _no_extra(section, leftover):
+    if leftover:
+        raise ValueError(f"config [{section}]: unknown option(s) {sorted(leftover)}")
+
+
+def _dtype_of(kw):
+    if "dtype" in kw:
+        import jax
+        import jax.numpy as jnp
+
+        name = kw["dtype"]
+        if name not in ("float32", "float64"):
+            raise ValueError(f"config: dtype must be 'float32' or 'float64', got {name!r}")
+        if name == "float64":
+            jax.config.update("jax_enable_x64", True)
+        kw["dtype"] = getattr(jnp, name)
+    for k in ("frozen",):
+        if k in kw and isinstance(kw[k], list):
+            kw[k] = tuple(kw[k])
+    return kw
+
+
+def _accepted(*fns) -> set[str] | None:
+    names: set[str] = set()
+    for fn in fns:
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_"):
+                names.add(p.name)
+    return names - {"X", "Y", "net"}
+
+
+def _solve_target(method):
+    if method == "particles":
+        from .limits._nfd import solve_particles, solve_particles_network
+
+        return solve_particles, (solve_particles, solve_particles_network)
+    if method == "gamma_c":
+        from .limits._gamma_c import solve_gamma_c
+
+        return solve_gamma_c, (solve_gamma_c,)
+    if method == "mean_ode":
+        from .meanode._solve import solve_mean_ode
+
+        return solve_mean_ode, (solve_mean_ode,)
+    raise ValueError(f"config [solve] method must be particles, gamma_c or mean_ode, got {method!r}")
+
+
+def solve_kwargs(cfg: dict):
+    """(method, function, keyword arguments) for ``nfd solve``, checked against the signature."""
+    sol = dict(cfg.get("solve", {}))
+    method = sol.pop("method", "particles")
+    fn, sigs = _solve_target(method)
+    model = dict(cfg["model"])
+    if method == "mean_ode":
+        model = {k: v for k, v in model.items() if k not in _RESNET_ONLY}
+    kw = {**model, **sol}
+    ok = _accepted(*sigs)
+    bad = sorted(set(kw) - ok)
+    if bad:
+        raise ValueError(f"config [model]/[solve]: option(s) {bad} are not accepted by method {method!r}; "
+                         f"accepted: {sorted(ok)}")
+    return method, fn, _dtype_of(kw)
+
+
+def simulate_kwargs(cfg: dict):
+    """(widths, keyword arguments of nfd.simulate) for ``nfd simulate``."""
+    from .finite._simulate import simulate, simulate_network
+
+    if "simulate" not in cfg:
+        raise ValueError("config: `nfd simulate` needs a [simulate] section with widths = [...]")
+    sim = dict(cfg["simulate"])
+    widths = sim.pop("widths", None)
+    if widths is None and "width" in sim:
+        widths = [sim.pop("width")]
+    if not isinstance(widths, list) or not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0
+                                                         for w in widths):
+        raise ValueError(f"config [simulate] widths must be a non-empty list of positive integers, got {widths!r}")
+    kw = {**cfg["model"], **sim}
+    ok = _accepted(simulate, simulate_network) - {"width"}
+    bad = sorted(set(kw) - ok)
+    if bad:
+        raise ValueError(f"config [model]/[simulate]: option(s) {bad} are not accepted by nfd.simulate; "
+                         f"accepted: {sorted(ok)}")
+    return widths, _dtype_of(kw)
+
+
+def _output(cfg, args):
+    out = dict(cfg.get("output", {}))
+    d = Path(args.out or out.pop("dir", "nfd-out"))
+    fmt = args.format or out.pop("format", "npz")
+    fig = out.pop("figure", True) and not args.no_figure
+    out.pop("dir", None)
+    out.pop("format", None)
+    _no_extra("output", out)
+    if fmt not in ("npz", "json"):
+        raise ValueError(f"output format must be npz or json, got {fmt!r}")
+    return d, fmt, bool(fig)
+
+
+def _machine():
+    import jax
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()], "processor": platform.processor() or platform.machine()}
+
+
+class _Log:
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg):
+        if not self.quiet:
+            print(f"[nfd {time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+def cmd_solve(args) -> int:
+    from . import __version__
+    from ._io import save, to_jsonable
+
+    log = _Log(args.quiet)
+    cfg = load_config(args.config, args.set)
+    method, fn, kw = solve_kwargs(cfg)
+    out_dir, fmt, want_fig = _output(cfg, args)
+    X, Y = make_data(cfg, method)
+    log(f"solve: method={method}, data X{X.shape}, options {_short(kw)}")
+    t = time.perf_counter()
+    res = fn(X, Y, **kw)
+    wall = time.perf_counter() - t
+    log(f"solve: done in {wall:.1f}s")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save(out_dir / f"solve.{fmt}", res, config=cfg)
+    summary = {"command": "solve", "config": cfg, "method": method, "wall_time_s": wall, "nfd_version": __version__,
+               "machine": _machine(), "outputs": to_jsonable(getattr(res, "outputs", None)),
+               "losses": to_jsonable(getattr(res, "losses", None)), "result_file": str(path)}
+    (out_dir / "solve_summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+    log(f"wrote {path}")
+    if want_fig:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .plotting import plot_result
+
+        fig_path = out_dir / "solve.png"
+        plot_result(res, path=fig_path, title=f"nfd solve: method={method}")
+        log(f"wrote {fig_path}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from . import __version__
+    from ._io import save, to_jsonable
+    from .finite._simulate import simulate
+
+    log = _Log(args.quiet)
+    cfg = load_config(args.config, args.set)
+    widths, kw = simulate_kwargs(cfg)
+    out_dir, fmt, want_fig = _output(cfg, args)
+    limit = None
+    if args.limit:
+        method, fn, skw = solve_kwargs(cfg)
+        if method == "mean_ode":
+            raise ValueError("--limit: the Mean-ODE limit is not a limit of nfd.simulate's networks")
+    X, Y = make_data(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, summary = {}, {"command": "simulate", "config": cfg, "nfd_version": __version__, "machine": _machine(),
+                            "runs": []}
+    for n in widths:
+        log(f"simulate: width {n}, options {_short(kw)}")
+        t = time.perf_counter()
+        r = simulate(X, Y, width=n, progress=not args.quiet, **kw)
+        wall = time.perf_counter() - t
+        results[n] = r
+        path = save(out_dir / f"simulate_n{n}.{fmt}", r, config=cfg)
+        summary["runs"].append({"width": n, "wall_time_s": wall, "mean": to_jsonable(r.mean),
+                                "stderr": to_jsonable(r.stderr), "result_file": str(path)})
+        log(f"simulate: width {n} done in {wall:.1f}s, wrote {path}")
+    if args.limit:
+        log(f"solve: method={method} (the limit to compare with)")
+        limit = fn(X, Y, **skw)
+        save(out_dir / f"solve.{fmt}", limit, config=cfg)
+        summary["limit"] = {"method": method, "outputs": to_jsonable(limit.outputs)}
+        for run in summary["runs"]:
+            m = np.asarray(results[run["width"]].mean)
+            run["rms_distance_to_limit"] = float(np.sqrt(np.mean((m - np.asarray(limit.outputs)) ** 2)))
+    (out_dir / "simulate.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+    if want_fig:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .plotting import plot_rates, plot_training
+
+        ncol = 2 if (limit is not None and len(widths) >= 2) else 1
+        fig, axes = plt.subplots(1, ncol, figsize=(5.5 * ncol, 4))
+        axes = np.atleast_1d(axes)
+        res = [results[n] for n in widths] + ([limit] if limit is not None else [])
+        labels = [f"width {n}" for n in widths] + (["limit"] if limit is not None else [])
+        plot_training(*res, labels=labels, targets=Y, ax=axes[0])
+        if ncol == 2:
+            d = [r["rms_distance_to_limit"] for r in summary["runs"]]
+            plot_rates(widths, d, ax=axes[1], label="RMS |mean f_n − f̂|", xlabel="width n",
+                       ylabel="distance to the limit")
+        fig.tight_layout()
+        fig.savefig(out_dir / "simulate.png", dpi=120)
+        log(f"wrote {out_dir / 'simulate.png'}")
+    return 0
+
+
+def _find_bench_dir(arg):
+    cands = [Path(arg)] if arg else [Path.cwd() / "benchmarks", Path(__file__).resolve().parents[1] / "benchmarks"]
+    for c in cands:
+        if c.is_dir():
+            return c
+    raise ValueError("bench: no benchmarks/ folder found (run from a clone of the repository or pass --dir)")
+
+
+def cmd_bench(args) -> int:
+    d = _find_bench_dir(args.dir)
+    avail = sorted(p.stem for p in d.glob("*.py") if not p.name.startswith("_") and p.stem != "run_all")
+    if args.list:
+        for a in avail:
+            print(a)
+        return 0
+    names = args.names or avail
+    bad = [n for n in names if n not in avail]
+    if bad:
+        raise ValueError(f"bench: unknown benchmark(s) {bad}; available in {d}: {avail}")
+    log = _Log(args.quiet)
+    failed = []
+    for n in names:
+        cmd = [sys.executable, str(d / f"{n}.py")] + ([] if args.full else ["--quick"])
+        log(f"bench: running {' '.join(cmd[1:])}")
+        t = time.perf_counter()
+        rc = subprocess.call(cmd, cwd=str(d.parent))
+        log(f"bench: {n} finished with exit code {rc} in {time.perf_counter() - t:.1f}s")
+        if rc:
+            failed.append(n)
+    if failed:
+        print(f"nfd bench: failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_template(args) -> int:
+    sys.stdout.write(template_text(args.format, args.method))
+    return 0
+
+
+def _short(kw):
+    return ", ".join(f"{k}={getattr(v, '__name__', v)}" for k, v in kw.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nfd",
+        description="Infinite width-and-depth limits of residual networks, and finite networks to compare "
+                    "them with. Start with `nfd template > run.toml`, then `nfd solve run.toml`.",
+        epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp):
+        sp.add_argument("config", help="configuration file (.toml or .json); `nfd template` prints an example")
+        sp.add_argument("--out", metavar="DIR", help="output folder (overrides [output] dir; default nfd-out)")
+        sp.add_argument("--format", choices=("npz", "json"),
+                        help="result file format (overrides [output] format; default npz)")
+        sp.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
+        sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config entry, e.g. --set model.lr=0.25 --set solve.particles=2048 "
+                             "(VALUE is read as JSON, else as a string); repeatable")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+
+    s = sub.add_parser("solve", help="solve the infinite-width limit described by a config file",
+                       description="Solve the limit ([solve] method = particles | gamma_c | mean_ode) on the "
+                                   "[data] stream with the [model] network. Writes <out>/solve.npz (or .json) "
+                                   "with the result and its configuration (read it back with nfd.load), a "
+                                   "solve_summary.json (outputs, losses, wall time, machine) and solve.png.")
+    common(s)
+    s.set_defaults(func=cmd_solve)
+
+    m = sub.add_parser("simulate", help="train finite networks of each width in [simulate] widths",
+                       description="Train [simulate] seeds finite networks for every width in [simulate] widths "
+                                   "(progress is reported between chunks of SGD steps). Writes "
+                                   "<out>/simulate_n<width>.npz per width, simulate.json (seed means, standard "
+                                   "errors, wall times, machine) and simulate.png.")
+    common(m)
+    m.add_argument("--limit", action="store_true",
+                   help="also solve the [solve] limit, draw it, and fit the distance of the seed means to it "
+                        "against width (log-log slope)")
+    m.set_defaults(func=cmd_simulate)
+
+    b = sub.add_parser("bench", help="run the benchmark scripts of a clone of the repository",
+                       description="Run benchmarks/<name>.py --quick (or without --quick with --full). Each "
+                                   "writes benchmarks/results/<name>.json and a PNG.")
+    b.add_argument("names", nargs="*", help="benchmark names (default: all); see --list")
+    b.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
+    b.add_argument("--full", action="store_true", help="run at full size (hours on a laptop) instead of --quick")
+    b.add_argument("--dir", help="the benchmarks folder (default: ./benchmarks)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("template", help="print an example configuration",
+                       description="Print an annotated example configuration to stdout.")
+    t.add_argument("--method", default="particles", choices=("particles", "gamma_c", "mean_ode"),
+                   help="which limit the example solves (default particles)")
+    t.add_argument("--format", default="toml", choices=("toml", "json"), help="output format (default toml)")
+    t.set_defaults(func=cmd_template)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``nfd`` command (returns the exit status)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"nfd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # DivergenceError, MemoryEstimateError: clear message, non-zero exit
+        from ._errors import DivergenceError, MemoryEstimateError
+
+        if isinstance(e, (DivergenceError, MemoryEstimateError)):
+            print(f"nfd {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
