@@ -23,6 +23,11 @@ import nfd
 from nfd.limits._gamma_c import estimate_gamma_c_memory, gamma_c_network, solve_gamma_c
 
 Z = 4.0
+# finite-width bias allowance BIAS/n.  Measured with 256 seeds at depth 8 for the configurations
+# of this file (frozen U, v with lr 1 on 3 and 4 steps at n = 64, 128; all trained with lr 0.3 at
+# n = 128): n·|E f − f̊| ≤ 6.0 and n·|E rms − rms̊| ≤ 6.3, each with a standard error of 0.6-2.4 in
+# these units; BIAS = 10 covers the largest measured value plus about two of its standard errors
+BIAS = 10.0
 X3 = np.array([[1.0], [-0.7], [0.5]])
 Y3 = np.array([0.8, -0.5, 0.3])
 
@@ -154,11 +159,10 @@ def test_matches_coupled_finite_networks_frozen_io():
         X3, Y3, width=n, depth=L, activation="identity", lr=1.0, frozen=("input", "output"),
         backward="coupled", seeds=S, seed=0, dtype=jnp.float64, record=("features",),
     )
-    # Z SEs of the S-seed mean plus the O(1/n) finite-width bias, bounded by 4/n (the slow
-    # width-trend test measures the mean-square error n·E[(f − f̊)²] ≲ 1.5 at n = 128..1024)
-    assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + 4.0 / n)
+    # Z SEs of the S-seed mean plus the O(1/n) finite-width bias allowance BIAS/n (see top)
+    assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + BIAS / n)
     rms = np.sqrt((sim.features**2).mean(-1))  # (S, K, L+1)
-    assert np.all(np.abs(rms.mean(0) - lim.rms_features) <= Z * _se(rms) + 4.0 / n)
+    assert np.all(np.abs(rms.mean(0) - lim.rms_features) <= Z * _se(rms) + BIAS / n)
 
 
 @pytest.mark.slow
@@ -169,7 +173,7 @@ def test_matches_coupled_finite_networks_all_trained():
         X3, Y3, width=n, depth=L, activation="identity", lr=eta, frozen=(), backward="coupled",
         seeds=S, seed=0, dtype=jnp.float64,
     )
-    assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + 4.0 / n)
+    assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + BIAS / n)
 
 
 @pytest.mark.slow
@@ -188,8 +192,17 @@ def test_width_trend_coupled_networks():
         )
         d = sim.outputs[:, 1:] - lim.outputs[1:]
         mse.append((d**2).mean())
-        assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + 4.0 / n)
+        assert np.all(np.abs(sim.mean - lim.outputs) <= Z * sim.stderr + BIAS / n)
     slope = np.polyfit(np.log(widths), np.log(mse), 1)[0]
-    # the slope of a 32-seed MSE has a relative SE of ~√(2/(3·32)) ≈ 0.15 per point; band ±0.35
-    assert -1.35 <= slope <= -0.65, slope
-    assert np.all(np.asarray(mse) * widths <= 1.5 * 4), (np.asarray(mse) * widths)
+    # MSE = Var + bias² with Var ∝ 1/n and bias² ∝ 1/n², so the slope lies in [−2, −1]; a 32-seed
+    # MSE has a relative SE of ≈ √(2/32) = 0.25 per width, ±0.35 on the fitted slope
+    assert -2.35 <= slope <= -0.65, slope
+
+
+def test_no_recompilation_for_new_values():
+    from nfd.limits import _gamma_c
+
+    solve_gamma_c(X3, Y3, depth=8, lr=1.0)
+    before = _gamma_c._run._cache_size()
+    solve_gamma_c(-X3, 2 * Y3, depth=8, lr=0.3, T=0.7, frozen=())  # same shapes: data, rates, T traced
+    assert _gamma_c._run._cache_size() == before
