@@ -52,14 +52,17 @@ def data(K, d=3, seed=0):
     return X, Y
 
 
-def _timed_solve(X, Y, **kw):
-    """Compile once, then time a second call (different seed, same shapes)."""
+def _timed_solve(X, Y, reps=3, **kw):
+    """Compile once, then the best of ``reps`` timed calls (other seeds, same shapes)."""
     t0 = time.perf_counter()
     nfd.solve(X, Y, eigenvalues=False, **kw)
     t_first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sol = nfd.solve(X, Y, eigenvalues=False, **{**kw, "seed": kw.get("seed", 0) + 1})
-    return time.perf_counter() - t0, t_first, sol
+    best = np.inf
+    for r in range(reps):
+        t0 = time.perf_counter()
+        sol = nfd.solve(X, Y, eigenvalues=False, **{**kw, "seed": kw.get("seed", 0) + 1 + r})
+        best = min(best, time.perf_counter() - t0)
+    return best, t_first, sol
 
 
 def _compiled_memory(X, Y, *, depth, particles, backward, dtype):
@@ -82,11 +85,11 @@ def _fit(x, y):
 
 
 def section_scaling(quick):
-    base = dict(P=2048, L=8, K=16) if quick else dict(P=8192, L=16, K=64)
+    base = dict(P=8192, L=8, K=32) if quick else dict(P=16384, L=16, K=64)
     grids = dict(
-        P=[1024, 2048, 4096, 8192] if quick else [2048, 4096, 8192, 16384, 32768],
-        L=[4, 8, 16, 32] if quick else [8, 16, 32, 64, 128],
-        K=[8, 16, 32, 48] if quick else [16, 32, 64, 128, 256],
+        P=[4096, 8192, 16384] if quick else [4096, 8192, 16384, 32768, 65536],
+        L=[4, 8, 16] if quick else [8, 16, 32, 64, 128],
+        K=[16, 32, 64] if quick else [32, 64, 128, 256, 512],
     )
     out = {}
     for backward in ("gia", "exact"):
@@ -172,7 +175,7 @@ def section_accuracy(quick):
     seeds = 32 if quick else 64
     fin = []
     for n in widths:
-        nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=2)  # compile
+        nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=seeds, seed=99)  # compile
         t0 = time.perf_counter()
         r = nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=seeds)
         t = time.perf_counter() - t0

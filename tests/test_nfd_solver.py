@@ -189,7 +189,7 @@ def test_duplicate_samples_are_regularised_or_raise():
     Y = np.repeat(Y, 2)
     kw = dict(depth=2, particles=512, activation="tanh", lr=0.5, batch_size=2, dtype=jnp.float64)
     with pytest.warns(UserWarning, match="near-singular"):
-        sol = nfd.solve(X, Y, **kw)
+        sol = nfd.solve(X, Y, on_singular="warn", **kw)
     assert np.all(np.isfinite(sol.outputs))
     assert sol.dropped_pivots[0] > 0 and sol.dropped_pivots[1] > 0
     # identical samples get identical paths, hence identical outputs

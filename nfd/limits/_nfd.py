@@ -30,9 +30,9 @@ The rates η_in, η_hid, η_out equal η_c for trained groups and 0 for frozen o
 Near-singular Σ or Θ (identical samples, more samples than particles, ReLU paths that are
 exactly zero) are handled by a positive-semidefinite Cholesky: a pivot whose Schur complement
 is below ``singular_tol`` × its variance is dropped (that ζ becomes an exact combination of the
-earlier ones), counted and reported (a warning by default); ``on_singular="raise"`` turns that
-into a :class:`~nfd.SingularCovarianceError`.  With a frozen output layer g^(k)_L = v for every k,
-so Θ_L is singular by construction and dropping is exactly right there.
+earlier ones), counted and reported in the result (``on_singular="warn"`` also warns,
+``on_singular="raise"`` raises :class:`~nfd.SingularCovarianceError`).  With a frozen output
+layer g^(k)_L = v for every k, so Θ_L is singular by construction and dropping is exactly right.
 
 Cost: O(P·L·K²) time, (3 or 4)·L·K·P + 4·L·K² numbers of memory (K = number of samples).
 """
@@ -380,7 +380,7 @@ def solve_particles_network(
     record_paths: bool = False,
     max_memory: int | None = None,
     singular_tol: float | None = None,
-    on_singular: str = "warn",
+    on_singular: str = "regularize",
     on_divergence: str = "raise",
     eigenvalues: bool = True,
     noise_depth: int | None = None,
@@ -419,7 +419,7 @@ def solve_particles_network(
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
     if singular_tol is None:
-        singular_tol = 1e-5 if dtype == jnp.float32 else 1e-10
+        singular_tol = 1e-6 if dtype == jnp.float32 else 1e-12
     if not (0 <= float(singular_tol) < 1):
         raise ValueError(f"singular_tol must be in [0, 1), got {singular_tol!r}")
 
@@ -567,10 +567,13 @@ def solve_particles(
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
         record_paths: also return the particle paths h^(k)_ℓ and g^(k)_ℓ.
         max_memory: byte limit (default 80% of physical memory); larger runs are refused.
-        singular_tol: relative pivot below which a Gaussian direction counts as singular.
-        on_singular: what to do when a direction is dropped: ``"warn"`` (default; drop it and
-            warn), ``"regularize"`` (drop it silently; counted in ``dropped_pivots``) or ``"raise"``
-            (:class:`~nfd.SingularCovarianceError`).
+        singular_tol: relative pivot below which a Gaussian direction counts as singular
+            (default 1e-6 in float32, 1e-12 in float64).
+        on_singular: what to do when a direction is dropped: ``"regularize"`` (default; drop it,
+            report it in ``dropped_pivots`` and the pivot/eigenvalue diagnostics), ``"warn"`` (also
+            warn) or ``"raise"`` (:class:`~nfd.SingularCovarianceError`).  Dropping a direction
+            whose relative Schur complement is below ``singular_tol`` changes the paths by a
+            relative O(√singular_tol).
         on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` with the step) or ``"return"``.
         eigenvalues: compute the smallest eigenvalues of Σ and Θ per layer (O(L·K³)).
         noise_depth: a multiple L·m of ``depth``; the normals of each layer are then the scaled sums
