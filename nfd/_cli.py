@@ -85,7 +85,8 @@ def template_text(fmt: str = "toml", method: str = "particles") -> str:
     elif method == "mean_ode":
         cfg["data"] = {"kind": "synthetic", "samples": 8, "input_dim": 3, "target": "tanh", "seed": 0}
         cfg["model"] = {"activation": "tanh"}
-        cfg["solve"] = {"method": "mean_ode", "steps": 20, "grid": 32, "particles": 256, "replicates": 2}
+        cfg["solve"] = {"method": "mean_ode", "steps": 20, "grid": 32, "particles": 256, "replicates": 2,
+                        "dtype": "float64"}
         cfg.pop("simulate")
     elif method != "particles":
         raise ValueError(f"method must be particles, gamma_c or mean_ode, got {method!r}")
