@@ -188,6 +188,10 @@ def test_sobol_particles_have_the_right_law():
     # is > 9 standard errors.
     assert abs(U.std() / 2.0 - 1) < 5e-2 and abs(V.std() / 0.5 - 1) < 5e-2
     assert abs(U.mean()) < 5e-2 * 2.0
+    # per-layer draws: N blocks of one scrambled sequence, each antithetic in v, all distinct
+    Ul, Vl = sample_particles(net, 64, sampler="sobol_antithetic", seed=0, layers=3)
+    assert Ul.shape == (3, 64, 4) and np.abs(Vl.sum(axis=1)).max() < 1e-12
+    assert not np.allclose(Ul[0], Ul[1])
 
 
 # ---- lazy-ODE regime ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._validate import check_seeds
 
-__all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data"]
+__all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data", "draw_weights"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,22 +213,19 @@ def _jitted_core(net, L, steps, forward_steps, lazy, batched):
     return _jitted_core_cached(net.unit, net.activation, L, steps, forward_steps, lazy, batched)
 
 
-@functools.lru_cache(maxsize=64)
-def _jitted_init(sizes, L, M, tied, dtype):
-    p_u, p_v = sizes
+def draw_weights(net: MeanODEResNet, seed: int, s: int, *, L: int, M: int, tied: bool = False):
+    """Initial weights of seed index ``s``: U0 (L, M, p_u) ~ N(0, σ_u²), V0 (L, M, p_v) ~ N(0, σ_v²).
 
-    def draw(base, idx, su, sv):
-        def one(s):
-            ku, kv = jax.random.split(jax.random.fold_in(base, s))
-            Lr = 1 if tied else L
-            U = jax.random.normal(ku, (Lr, M, p_u), dtype)
-            V = jax.random.normal(kv, (Lr, M, p_v), dtype)
-            return jnp.broadcast_to(U, (L, M, p_u)), jnp.broadcast_to(V, (L, M, p_v))
-
-        U, V = jax.vmap(one)(idx)
-        return su * U, sv * V
-
-    return jax.jit(draw)
+    Drawn with ``numpy.random.default_rng([seed, s])`` (so a seed's weights do not depend on how
+    seeds are chunked, and nothing needs compiling).  ``tied=True`` repeats one set of M units at
+    every layer (the weight-tied initialisation of Fig. 3).
+    """
+    p_u, p_v = net.param_sizes
+    rng = np.random.default_rng([int(seed), int(s)])
+    Lr = 1 if tied else L
+    U = net.sigma_u * rng.standard_normal((Lr, M, p_u))
+    V = net.sigma_v * rng.standard_normal((Lr, M, p_v))
+    return np.broadcast_to(U, (L, M, p_u)), np.broadcast_to(V, (L, M, p_v))
 
 
 def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
@@ -253,7 +250,8 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
         net: a :class:`~nfd.MeanODEResNet` with finite ``depth`` L and ``hidden`` M.
         X, Y: (n, D) training inputs and targets.
         steps: number K of full-batch GD steps.
-        seeds: independent initialisations run at once; seed s uses ``fold_in(PRNGKey(seed), s)``.
+        seeds: independent initialisations run at once; seed index s uses
+            ``numpy.random.default_rng([seed, s])`` (see :func:`draw_weights`).
         tied: weight-tied initialisation (the same M units at every layer).
         init: optional explicit initial weights (U0, V0) of shape (L, M, p) or (seeds, L, M, p).
         forward_steps: GD steps at which the whole forward pass is recorded (default (0, K)).
@@ -306,14 +304,17 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
 
     core = _jitted_core(net, L, steps, fsteps, False, True)
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
-    base = jax.random.PRNGKey(int(seed))
-    draw = _jitted_init(net.param_sizes, L, M, bool(tied), dt)
     hyper = hyper_array(net, dt)
     t0 = time.perf_counter()
     parts = []
     for start in range(0, seeds, chunk):
         idx = jnp.arange(start, min(seeds, start + chunk))
-        Us, Vs = draw(base, idx, net.sigma_u, net.sigma_v) if init is None else (U0[idx], V0[idx])
+        if init is None:
+            ws = [draw_weights(net, seed, int(i), L=L, M=M, tied=tied) for i in idx]
+            Us = jnp.asarray(np.stack([w[0] for w in ws]), dt)
+            Vs = jnp.asarray(np.stack([w[1] for w in ws]), dt)
+        else:
+            Us, Vs = U0[idx], V0[idx]
         out = core(Us, Vs, Xj, Yj, hyper)
         if not keep_weights:
             out = {k: v for k, v in out.items() if not k.startswith("final_")}

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -101,17 +102,25 @@ class MeanODEResult:
 
 
 def _gauss_from_sobol(P: int, d: int, seed) -> np.ndarray:
-    from scipy.stats import norm, qmc
+    from scipy.special import ndtri
+    from scipy.stats import qmc
 
-    pts = qmc.Sobol(d=d, scramble=True, seed=np.random.default_rng(seed)).random(P)
-    return norm.ppf(np.clip(pts, 1e-15, 1 - 1e-15))
+    with warnings.catch_warnings():
+        # N·Q points with Q = 2^m: every aligned block of Q points is balanced (a (t, m, s)-net),
+        # even when N is not a power of two.
+        warnings.filterwarnings("ignore", message=".*balance properties.*")
+        pts = qmc.Sobol(d=d, scramble=True, seed=np.random.default_rng(seed)).random(P)
+    return ndtri(np.clip(pts, 1e-15, 1 - 1e-15))
 
 
 def sample_particles(net: MeanODEResNet, P: int, *, sampler: str = "sobol_antithetic",
-                     seed=0) -> tuple[np.ndarray, np.ndarray]:
+                     seed=0, layers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """P particles (U (P, p_u), V (P, p_v)) of μ_0 = N(0, σ_u²)^{p_u} ⊗ N(0, σ_v²)^{p_v}.
 
     ``seed`` is anything ``numpy.random.default_rng`` accepts (e.g. a tuple (seed, replicate)).
+    ``layers=N`` returns N fresh sets, shapes (N, P, p): for Sobol samplers these are N consecutive
+    blocks of P (or P/2) points of one scrambled Sobol sequence, each block a (t, m, s)-net, so every
+    layer is a balanced quasi-random set and the union over layers is one too.
 
     Example:
         >>> import nfd
@@ -123,14 +132,17 @@ def sample_particles(net: MeanODEResNet, P: int, *, sampler: str = "sobol_antith
     d = p_u + p_v
     anti = sampler in ("antithetic", "sobol_antithetic")
     Q = P // 2 if anti else P
+    N = 1 if layers is None else int(layers)
     if sampler.startswith("sobol"):
-        G = _gauss_from_sobol(Q, d, seed)
+        G = _gauss_from_sobol(N * Q, d, seed)
     else:
-        G = np.random.default_rng(seed).standard_normal((Q, d))
-    U, V = G[:, :p_u], G[:, p_u:]
+        G = np.random.default_rng(seed).standard_normal((N * Q, d))
+    G = G.reshape(N, Q, d)
+    U, V = G[..., :p_u], G[..., p_u:]
     if anti:
-        U, V = np.concatenate([U, U]), np.concatenate([V, -V])
-    return net.sigma_u * U, net.sigma_v * V
+        U, V = np.concatenate([U, U], axis=1), np.concatenate([V, -V], axis=1)
+    U, V = net.sigma_u * U, net.sigma_v * V
+    return (U[0], V[0]) if layers is None else (U, V)
 
 
 def _check_choice(name, val, options):
@@ -197,20 +209,16 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
                      hint="fewer particles, grid points or replicates", limit_bytes=max_memory)
 
     # ---- particles: per replicate (P, p) shared over depth, or (Ng, P, p) -------------------
-    def draw(key):
-        return sample_particles(net, P, sampler=sampler, seed=(int(seed),) + key)
+    def draw(key, layers=None):
+        return sample_particles(net, P, sampler=sampler, seed=(int(seed),) + key, layers=layers)
 
     def make_parts(Ng, offset):
         if particles_init is not None:
             return [(Ug, Vg)]
         if coupling == "common":
             return [draw((r,)) for r in range(R)]
-        out = []
-        for r in range(R):
-            # fresh draws per grid point; the 2N grid of Richardson uses keys disjoint from the N grid
-            layers = [draw((r, offset + ell)) for ell in range(Ng)]
-            out.append((np.stack([a for a, _ in layers]), np.stack([b for _, b in layers])))
-        return out
+        # fresh draws per grid point; the 2N grid of Richardson uses a key disjoint from the N grid
+        return [draw((r, 1 + offset), layers=Ng) for r in range(R)]
 
     t0 = time.perf_counter()
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
