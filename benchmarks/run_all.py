@@ -45,7 +45,8 @@ def summary_md(docs: dict) -> str:
     for name, doc in docs.items():
         for c in doc["paper_claims"]:
             ag = {True: "yes", False: "**no**", None: "n/a"}[c["agrees"]]
-            lines.append(f"| {name} | {c['claim']} ({c['source']}) | {c['measured']} | {ag} |")
+            cell = lambda t: str(t).replace("|", "\\|")
+            lines.append(f"| {name} | {cell(c['claim'])} ({cell(c['source'])}) | {cell(c['measured'])} | {ag} |")
     return "\n".join(lines) + "\n"
 
 
@@ -91,8 +92,25 @@ def main(argv=None):
             log["external"][name] = dict(ok=r.returncode == 0, rc=r.returncode, wall_s=time.perf_counter() - t0,
                                          stderr_tail=r.stderr[-2000:] if r.returncode else "")
     log["wall_s"] = time.perf_counter() - t_all
-    with open(os.path.join(a.out, "run_all.json"), "w") as f:
+    log_path = os.path.join(a.out, "run_all.json")
+    if a.only and os.path.exists(log_path):  # a partial run updates the record of earlier runs
+        try:
+            old = json.load(open(log_path))
+            if old.get("size") == size:
+                log["studies"] = {**old.get("studies", {}), **log["studies"]}
+                log["external"] = {**old.get("external", {}), **log["external"]}
+        except (OSError, ValueError):
+            pass
+    with open(log_path, "w") as f:
         json.dump(_common.tolist(log), f, indent=1)
+    # the summary covers every study result of this size in the directory, not only this run's
+    for name in STUDIES:
+        path = os.path.join(a.out, f"{name}.json")
+        if name not in docs and os.path.exists(path):
+            doc = json.load(open(path))
+            if doc.get("size") == size and not _common.check_schema(doc):
+                docs[name] = doc
+    docs = {n: docs[n] for n in STUDIES if n in docs}
     with open(os.path.join(a.out, "SUMMARY.md"), "w") as f:
         f.write(f"# Paper claims versus measurements ({size} size)\n\n" + summary_md(docs))
     failed = [n for n, s in log["studies"].items() if not s["ok"]]

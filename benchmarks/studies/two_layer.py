@@ -34,7 +34,7 @@ def run(size: str, out_dir: str) -> dict:
     t0 = time.perf_counter()
     cfg = dict(activation="relu", lr=0.1, T=1.0, d=3, data_seed=0, parameterization="depth_mup",
                steps=C.pick(size, 3, 20, 300), batch_size=C.pick(size, 1, 4, 16),
-               depths=C.pick(size, [2, 4], [2, 4, 8, 16, 32, 64], [2, 4, 8, 16, 32, 64, 128, 256]),
+               depths=C.pick(size, [2, 4], [2, 8, 32, 128], [2, 4, 8, 16, 32, 64, 128, 256]),
                width=C.pick(size, 16, 128, 512), seeds=C.pick(size, 2, 8, 16), seed=0)
     X, Y = data(cfg["steps"] * cfg["batch_size"], cfg["d"], cfg["data_seed"])
     res, fits = {}, {}
