@@ -162,10 +162,12 @@ def bench_convergence(Ls, N=32, d=8):
     return {"N": N, "d": d, "T": 1.0, "results": out}
 
 
-def bench_error_decomposition(widths, seeds, L=4, lr=1.5, ensembles=(1, 4, 16, 64)):
+def bench_error_decomposition(widths, seeds, L=4, lr=1.0, ensembles=(1, 4, 16, 64)):
     rng = np.random.default_rng(3)
-    x0 = rng.normal(size=3)
-    Xe = np.concatenate([x0[None], rng.normal(size=(3, 3))])
+    z = rng.normal(size=3)
+    x0 = np.sqrt(3) * z / np.linalg.norm(z)
+    Z = rng.normal(size=(3, 3))
+    Xe = np.concatenate([x0[None], np.sqrt(3) * Z / np.linalg.norm(Z, axis=1, keepdims=True)])
     fL = linear_one_step(x0, 1.0, Xe, lr=lr, depth=L).f1
     fI = linear_one_step(x0, 1.0, Xe, lr=lr, ts=[1.0]).f1
     rows = []
@@ -202,7 +204,7 @@ def bench_error_decomposition(widths, seeds, L=4, lr=1.5, ensembles=(1, 4, 16, 6
     print(f"[error] slopes: variance {v.slope:.3f}±{v.slope_se:.3f}, bias² "
           f"{(b.slope if b else float('nan')):.3f}±{(b.slope_se if b else float('nan')):.3f}, depth² {dfit.slope:.3f}", flush=True)
     return {
-        "setting": {"network": "linear depth-μP ResNet, one SGD step on (x0, y=1), outputs at 4 inputs",
+        "setting": {"network": "linear depth-μP ResNet, one SGD step on (x0, y=1), outputs at x0 and 3 more inputs, |x|²/d = 1",
                     "depth": L, "lr": lr, "T": 1.0, "seeds": seeds, "dtype": "float32",
                     "f_inf_L": "linear_one_step(depth=L)", "f_inf_inf": "linear_one_step(depth=None)"},
         "rows": rows,

@@ -68,49 +68,64 @@ def test_depth_error_scales_as_one_over_L_squared():
     rng = np.random.default_rng(3)
     x0 = rng.normal(size=3)
     Xe = np.concatenate([x0[None], rng.normal(size=(3, 3))])
-    fI = linear_one_step(x0, 1.0, Xe, lr=1.5, ts=[1.0]).f1
+    fI = linear_one_step(x0, 1.0, Xe, lr=1.0, ts=[1.0]).f1
     Ls = np.array([8, 16, 32, 64, 128])
-    d2 = [((linear_one_step(x0, 1.0, Xe, lr=1.5, depth=int(L)).f1 - fI) ** 2).mean() for L in Ls]
+    d2 = [((linear_one_step(x0, 1.0, Xe, lr=1.0, depth=int(L)).f1 - fI) ** 2).mean() for L in Ls]
     assert abs(fit_power_law(Ls, d2).slope + 2) < 0.1
 
 
-def _study(widths, seeds, *, L=4, lr=1.5):
+def _sphere(Z):
+    return np.sqrt(Z.shape[-1]) * Z / np.linalg.norm(Z, axis=-1, keepdims=True)
+
+
+def _study(widths, seeds, *, L=4, lr=1.0):
+    # One SGD step of linear depth-μP ResNets on (x0, 1), outputs at x0 and 3 more inputs, all with
+    # |x|²/d = 1; exact f_{∞,L} and f_{∞,∞} from the closed forms. Seeds in chunks of ≤ 1 GiB of weights.
     rng = np.random.default_rng(3)
-    x0 = rng.normal(size=3)
-    Xe = np.concatenate([x0[None], rng.normal(size=(3, 3))])
+    x0 = _sphere(rng.normal(size=3))
+    Xe = np.concatenate([x0[None], _sphere(rng.normal(size=(3, 3)))])
     fL = linear_one_step(x0, 1.0, Xe, lr=lr, depth=L).f1
     fI = linear_one_step(x0, 1.0, Xe, lr=lr, ts=[1.0]).f1
     out = []
     for n, S in zip(widths, seeds):
-        res = nfd.simulate(
-            np.stack([x0, x0]), np.ones(2), width=n, depth=L, activation="identity", lr=lr, seeds=S,
-            seed=n, record=(), X_test=Xe, dtype=jnp.float32,
+        chunk = max(1, min(S, 2**30 // (4 * L * n * n * 4)))
+        f = np.concatenate(
+            [
+                nfd.simulate(
+                    np.stack([x0, x0]), np.ones(2), width=n, depth=L, activation="identity", lr=lr,
+                    seeds=min(chunk, S - c), seed=1000 * n + c, record=(), X_test=Xe, dtype=jnp.float32,
+                ).test_outputs[:, 1, :]
+                for c in range(0, S, chunk)
+            ]
         )
-        out.append(error_decomposition(res.test_outputs[:, 1, :], fL, fI, width=n, depth=L))
+        out.append(error_decomposition(f, fL, fI, width=n, depth=L))
     return out
 
 
 def test_variance_scales_as_one_over_width():
     # Two widths, 1024 seeds each: the variance ratio between n = 16 and 64 must be 4 within
     # 4 standard errors of the ratio (propagated from the jackknife errors) plus 15% for the
-    # O(1/n²) correction at n = 16.
+    # O(1/n²) correction at n = 16. The mean-predictor bias must be resolved (> 4 se) and shrink.
     e16, e64 = _study([16, 64], [1024, 1024])
     ratio = e16.variance / e64.variance
     se = ratio * np.hypot(e16.variance_se / e16.variance, e64.variance_se / e64.variance)
     assert abs(ratio - 4) < 4 * se + 0.15 * 4, (ratio, se)
+    for e in (e16, e64):
+        assert e.mean_bias_sq > 4 * e.mean_bias_sq_se
+    assert e16.mean_bias_sq > 4 * e64.mean_bias_sq
 
 
 @pytest.mark.slow
 def test_variance_and_bias_slopes():
     # Variance ~ 1/N and mean-predictor bias² ~ 1/N² (Appendix I, Eq. 107–108): weighted log-log fits
-    # over n = 16..128 (8192 seeds each) within 3 fitted standard errors of the predicted slope, plus
-    # 0.15 for the next-order corrections at these small widths.
-    es = _study([16, 32, 64, 128], [8192] * 4)
+    # over n = 32..256 (4096 seeds each) within 3 fitted standard errors of the predicted slope, plus
+    # 0.2 for the next-order corrections at these widths (bias·n still drifts by ~20% from n = 16 to 64).
+    es = _study([32, 64, 128, 256], [4096] * 4)
     n = [e.width for e in es]
     v = fit_power_law(n, [e.variance for e in es], [e.variance_se for e in es])
     b = fit_power_law(n, [e.mean_bias_sq for e in es], [e.mean_bias_sq_se for e in es])
-    assert abs(v.slope + 1) < 3 * v.slope_se + 0.15, v
-    assert abs(b.slope + 2) < 3 * b.slope_se + 0.15, b
+    assert abs(v.slope + 1) < 3 * v.slope_se + 0.2, v
+    assert abs(b.slope + 2) < 3 * b.slope_se + 0.2, b
 
 
 @pytest.mark.parametrize(
