@@ -78,7 +78,8 @@ class OptimalLR:
     """What :func:`optimal_lr` returns.
 
     Attributes:
-        lr: the minimiser η_c* of the limit loss in the bracket (or a bracket end, see ``interior``).
+        lr: the minimiser η_c* of the limit loss in the bracket: the log-midpoint of the final
+            bisection bracket (or the better bracket end, see ``interior``).
         loss: ℒ(η_c*).
         d_lr: ∂ℒ/∂η_c at η_c* (≈ 0 for an interior minimum).
         interior: False when the derivative has the same sign at both bracket ends (the
@@ -339,12 +340,15 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations
 
     Every evaluation reuses one compiled program.  Assumes ℒ is unimodal in the bracket; when
     ∂ℒ/∂η_c has the same sign at both ends the better end is returned with ``interior=False``.
+    An η_c at which the limit diverges counts as ℒ = +∞ with ∂ℒ/∂η_c > 0 (the bracket shrinks
+    towards smaller rates); ``history`` records such points with ``inf``.
 
     Args:
         X, Y: training stream.
         bracket: (lo, hi) with 0 < lo < hi.
         T: depth horizon.
-        iterations: bisection steps (the bracket shrinks by 2^iterations in log η_c).
+        iterations: bisection steps (the bracket shrinks by 2^iterations in log η_c); the result
+            is within a factor exp(log(hi/lo)·2^-(iterations+1)) of the minimiser.
         **kwargs: ``depth``, ``particles`` and the other arguments of :func:`limit_loss_fn`.
 
     Example:
@@ -366,23 +370,30 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations
     hist = []
 
     def ev(lr):
-        g = limit_loss_and_grad(X, Y, lr=lr, T=T, **kwargs)
-        hist.append((lr, g.loss, g.d_lr))
-        return g
+        # a diverged run counts as loss +∞ with ∂ℒ/∂η_c = +∞: the optimum lies at a smaller η_c
+        try:
+            g = limit_loss_and_grad(X, Y, lr=lr, T=T, **kwargs)
+            val = (lr, g.loss, g.d_lr)
+        except DivergenceError:
+            val = (lr, math.inf, math.inf)
+        hist.append(val)
+        return val
 
     glo, ghi = ev(lo), ev(hi)
-    if glo.d_lr >= 0 or ghi.d_lr <= 0:
-        best = glo if glo.loss <= ghi.loss else ghi
-        return OptimalLR(lr=best.lr, loss=best.loss, d_lr=best.d_lr, interior=False, history=np.asarray(hist))
+    if not math.isfinite(glo[1]):
+        raise DivergenceError(f"optimal_lr: the limit diverges already at the lower end lr={lo}", step=-1,
+                              quantity="limit loss")
+    best = glo if glo[1] <= ghi[1] else ghi
+    if glo[2] >= 0 or ghi[2] <= 0:
+        return OptimalLR(lr=best[0], loss=best[1], d_lr=best[2], interior=False, history=np.asarray(hist))
     a, b = math.log(lo), math.log(hi)
-    best = glo if glo.loss <= ghi.loss else ghi
     for _ in range(iterations):
         m = 0.5 * (a + b)
         g = ev(math.exp(m))
-        if g.loss <= best.loss:
-            best = g
-        if g.d_lr > 0:
+        if g[2] > 0:
             b = m
         else:
             a = m
-    return OptimalLR(lr=best.lr, loss=best.loss, d_lr=best.d_lr, interior=True, history=np.asarray(hist))
+    # the minimiser lies in [e^a, e^b]; report the (log-)midpoint of the final bracket
+    final = ev(math.exp(0.5 * (a + b)))
+    return OptimalLR(lr=final[0], loss=final[1], d_lr=final[2], interior=True, history=np.asarray(hist))
