@@ -102,7 +102,7 @@ def run_nt(py, X, depth, T):
         np.save(os.path.join(tmp, "X.npy"), X)
         cfg = {"X": os.path.join(tmp, "X.npy"), "out": os.path.join(tmp, "K.npy"), "depth": depth, "T": T}
         json.dump(cfg, open(os.path.join(tmp, "cfg.json"), "w"))
-        script = os.path.join(tmp, "nt.py")
+        script = os.path.join(tmp, "nfd_nt_kernel.py")  # not "nt.py": that shadows a stdlib module
         open(script, "w").write(NT_SCRIPT)
         r = subprocess.run([py, script, os.path.join(tmp, "cfg.json")], capture_output=True, text=True, timeout=1800)
         if r.returncode:
