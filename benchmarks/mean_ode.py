@@ -532,7 +532,7 @@ def main():
     with open(jpath, "w") as f:
         json.dump(res, f, indent=1, default=float)
     plot(res, os.path.join(HERE, "results", f"{name}.png"))
-    log(f"total {res['total_wall_s']:.0f}s")
+    log(f"sections {sec}: {time.perf_counter() - t0:.0f}s")
 
 
 if __name__ == "__main__":
