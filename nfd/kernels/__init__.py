@@ -8,10 +8,17 @@
 * :func:`error_decomposition`: variance / mean-bias / depth error of finite networks.
 """
 
+from ._error_decomposition import ErrorDecomposition as ErrorDecomposition
+from ._error_decomposition import PowerLawFit as PowerLawFit
+from ._error_decomposition import error_decomposition as error_decomposition
+from ._error_decomposition import fit_power_law as fit_power_law
 from ._lazy import LazyDynamics as LazyDynamics
 from ._lazy import LazyKernels as LazyKernels
 from ._lazy import lazy_dynamics as lazy_dynamics
 from ._lazy import lazy_kernels as lazy_kernels
+from ._linear_one_step import LinearOneStep as LinearOneStep
+from ._linear_one_step import linear_one_step as linear_one_step
+from ._linear_one_step import paper_eq93 as paper_eq93
 from ._nngp import nngp_kernel as nngp_kernel
 from ._nngp import nngp_kernel_path as nngp_kernel_path
 from ._regression import GPPosterior as GPPosterior
