@@ -182,8 +182,8 @@ def limit_loss_fn(
     Args:
         X: (K, d) training inputs, ``batch_size`` per SGD step.
         Y: (K,) targets.
-        depth, particles, activation, backward, frozen, seed, loss, batch_size, dtype,
-            singular_tol: as in :func:`nfd.limits.solve_particles`.
+        depth: L, as in :func:`nfd.limits.solve_particles` (so are ``particles``, ``activation``,
+            ``backward``, ``frozen``, ``seed``, ``loss``, ``batch_size``, ``dtype``, ``singular_tol``).
         objective: ``"online"`` (mean of ℓ(f̂^(k), y^(k)) over the K samples, each before its
             update) or ``"test"`` (mean loss on X_test, Y_test after all K steps).
         X_test: (N, d) held-out inputs for ``objective="test"``.
