@@ -425,6 +425,8 @@ def _find_bench_dir(arg):
 def cmd_bench(args) -> int:
     d = _find_bench_dir(args.dir)
     avail = sorted(p.stem for p in d.glob("*.py") if not p.name.startswith("_") and p.stem != "run_all")
+    if (d / "studies").is_dir():  # the paper-claim studies: benchmarks/studies/<name>.py
+        avail += sorted(f"studies/{p.stem}" for p in (d / "studies").glob("*.py") if not p.name.startswith("_"))
     if args.list:
         for a in avail:
             print(a)
@@ -502,9 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="run the benchmark scripts of a clone of the repository",
-                       description="Run benchmarks/<name>.py --quick (or without --quick with --full). Each "
-                                   "writes benchmarks/results/<name>.json and a PNG.")
-    b.add_argument("names", nargs="*", help="benchmark names (default: all); see --list")
+                       description="Run benchmarks/<name>.py and benchmarks/studies/<name>.py with --quick (or "
+                                   "at full size with --full). Each writes benchmarks/results/<name>.json and a PNG.")
+    b.add_argument("names", nargs="*", help="benchmark names, e.g. nfd_solver or studies/gia (default: all); "
+                                           "see --list")
     b.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
     b.add_argument("--full", action="store_true", help="run at full size (hours on a laptop) instead of --quick")
     b.add_argument("--dir", help="the benchmarks folder (default: ./benchmarks)")
