@@ -262,7 +262,12 @@ def solve_kwargs(cfg: dict):
     if bad:
         raise ValueError(f"config [model]/[solve]: option(s) {bad} are not accepted by method {method!r}; "
                          f"accepted: {sorted(ok)}")
-    return method, fn, _dtype_of(kw)
+    kw = _dtype_of(kw)
+    if method == "gamma_c" or (method == "mean_ode" and "dtype" not in kw):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # these solvers work in float64
+    return method, fn, kw
 
 
 def simulate_kwargs(cfg: dict):
