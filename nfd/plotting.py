@@ -38,6 +38,12 @@ def _ax(ax, figsize=(5, 4)):
     return ax
 
 
+def _null_formatter():
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
 def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, xlabel: str = "",
                ylabel: str = "", reference_slope: float | None = None, **kw):
     """Log-log plot of y against x with error bars and a fitted power law.
@@ -91,6 +97,8 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
                 label=f"slope {reference_slope:g} (reference)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])  # label the measured abscissae, not powers of ten
+    ax.xaxis.set_minor_formatter(_null_formatter())
     if xlabel:
         ax.set_xlabel(xlabel)
     if ylabel:
