@@ -40,7 +40,7 @@ def main(argv=None):
     K, d = args.steps, 3
     X = rng.normal(size=(K, d))
     Y = np.tanh(X @ np.array([1.0, -1.0, 0.5]))
-    common = dict(activation="tanh", lr=1.0, T=1.0)
+    common = dict(activation="tanh", lr=0.5, T=1.0)
     rows = []
     last = None
     for L in args.depths:
@@ -67,7 +67,7 @@ def main(argv=None):
     a1.plot(k, gi.outputs, "r--", lw=2, label="limit, GIA (published NFD)")
     a1.set_xlabel("SGD step k")
     a1.set_ylabel("f^(k) before update k")
-    a1.set_title(f"depth L={L}, tanh, η_c=1")
+    a1.set_title(f"depth L={L}, tanh, η_c=0.5")
     a1.legend(fontsize=7)
     Ls = np.array([r[0] for r in rows])
     a2.plot(Ls, [r[1] for r in rows], "ko-", label="limit: RMS |exact − GIA|")
