@@ -476,6 +476,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON")
+    ap.add_argument("--paper-sweep", action="store_true",
+                    help="with --sections BC: the paper's Fig. 2 sweeps (L ≤ 1000 at M = 10, M ≤ 1000 at L = 100, "
+                         "10 seeds) against the quick ground truth, stored as C_rates_paper_sweep")
     ap.add_argument("--sections", default="ABCDEF",
                     help="subset of sections to (re)run, merged into the existing JSON (B is needed by C)")
     args = ap.parse_args()
@@ -520,7 +523,11 @@ def main():
         res["A_mc"] = section_mc(cfg, X, Y)
     if "B" in sec or "C" in sec:
         gt, res["B_ground_truth"] = section_truth(cfg, X, Y)
-    if "C" in sec:
+    if "C" in sec and args.paper_sweep:
+        pcfg = dict(cfg, L_sweep=[10, 20, 50, 100, 200, 500, 1000], M_fixed=10,
+                    M_sweep=[1, 3, 10, 30, 100, 300, 1000], L_fixed=100, seeds=10)
+        res["C_rates_paper_sweep"] = section_rates(pcfg, X, Y, gt)
+    elif "C" in sec:
         res["C_rates"] = section_rates(cfg, X, Y, gt)
     if "D" in sec:
         res["D_lazy"] = section_lazy(cfg, X, Y)
