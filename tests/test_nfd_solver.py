@@ -265,10 +265,12 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
 def test_euler_maruyama_error_decays_with_fitted_order():
     """|f̂_L − f̂_64| after two updates (tanh, η_c = 1) for L = 1..8, with common random numbers
     (``noise_depth=64``: every depth is driven by the same Brownian path, so the paired
-    difference carries almost no particle noise).  The weak Euler–Maruyama order is 1."""
+    difference carries little particle noise).  The weak Euler–Maruyama order is 1.
+    Measured (8 runs of 16384 particles): errors ≈ 5.1e-3, 3.6e-3, 1.6e-3, 7e-4 with paired
+    standard errors ≈ 1.1e-3, 6e-4, 1.5e-4, 1e-4; fitted slope ≈ −0.95."""
     X, Y = _data(3, seed=2)
     kw = dict(activation="tanh", lr=1.0, particles=16384, dtype=jnp.float64, noise_depth=64)
-    runs = 4
+    runs = 8
     ref = _runs(X, Y, runs, depth=64, **kw)[:, -1]
     Ls = [1, 2, 4, 8]
     errs, ses = [], []
@@ -277,9 +279,10 @@ def test_euler_maruyama_error_decays_with_fitted_order():
         errs.append(abs(d.mean()))
         ses.append(d.std(ddof=1) / math.sqrt(runs))
     errs, ses = np.array(errs), np.array(ses)
-    assert np.all(errs[:3] > Z * ses[:3]), (errs, ses)  # resolved above the particle noise
+    assert np.all(errs[1:] > Z * ses[1:]), (errs, ses)  # L = 2, 4, 8 resolved above the particle noise
     slope = np.polyfit(np.log(Ls), np.log(errs), 1)[0]
-    assert -1.5 < slope < -0.6, (slope, errs, ses)
+    # ±0.4 ≈ 3 standard errors of the fitted slope given the ~20% relative error of the L = 1 point
+    assert -1.4 < slope < -0.6, (slope, errs, ses)
 
 
 def test_noise_depth_validation_and_default():
