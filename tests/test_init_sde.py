@@ -30,7 +30,7 @@ def test_closed_forms_identity_and_relu():
     np.testing.assert_allclose(d.Q[:, 0, 0], Q0[0, 0] * (1 + 1 / 8) ** np.arange(9), rtol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("activation", ["tanh", pytest.param("relu", marks=pytest.mark.slow)])
 def test_euler_recursion_converges_to_the_ode_with_order_one(activation):
     """The depth-L (n → ∞) covariances are the Euler scheme of the Gaussian ODE; its global error
     at t = T (forward) and t = 0 (backward) must decay with order 1 (fitted slope)."""
@@ -46,7 +46,7 @@ def test_euler_recursion_converges_to_the_ode_with_order_one(activation):
         assert -1.1 < slope < -0.9, (slope, e)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("activation", ["tanh", pytest.param("relu", marks=pytest.mark.slow)])
 def test_particles_match_the_deterministic_recursion(activation):
     """Euler–Maruyama particles (variance and covariance of two inputs, forward and backward)
     against the same-depth deterministic recursion, within Z standard errors of 8 runs."""
