@@ -127,6 +127,7 @@ def bench_depth(quick, sols, K=10):
     # fine grid restricted to the coarse grid's nodes (Nf = 2 Nc), then Richardson
     ref_rms = richardson(stat(sols[Nc]), stat(sols[Nf])[:, :: Nf // Nc])
     ref_err = float(np.abs(sols[Nf].outputs - ref_f).max())
+    ref_kernel = richardson(sols[Nc].output_kernel, sols[Nf].output_kernel)
     Ls = [16, 32, 64, 128] if quick else [16, 32, 64, 128, 256, 512]
     rows = []
     for L in Ls:
@@ -139,6 +140,7 @@ def bench_depth(quick, sols, K=10):
             depth=L, outputs=r.outputs.tolist(),
             max_err_outputs=float(np.abs(r.outputs - ref_f).max()),
             max_err_rms=float(np.abs(rms - rms_ref).max()),
+            max_err_output_kernel=float(np.abs(r.output_kernel - ref_kernel).max()),
             rms_steps_1_5_10=rms[[0, 4, 9]].tolist() if K >= 10 else rms.tolist(),
         ))
         print(f"[depth] L={L:4d}: max|f̊ − f̊_∞| {rows[-1]['max_err_outputs']:.3e}, max|rms − rms_∞| "
@@ -147,18 +149,22 @@ def bench_depth(quick, sols, K=10):
     er = np.array([r["max_err_rms"] for r in rows])
     rate = float(-np.polyfit(np.log(Ls), np.log(e), 1)[0])
     rate_rms = float(-np.polyfit(np.log(Ls), np.log(er), 1)[0])
+    ek = np.array([r["max_err_output_kernel"] for r in rows])
+    rate_kernel = float(-np.polyfit(np.log(Ls), np.log(ek), 1)[0])
     local = [math.log2(a / b) for a, b in zip(e[:-1], e[1:])]
-    print(f"[depth] fitted rate outputs {rate:.3f} (local {np.round(local, 3).tolist()}), rms {rate_rms:.3f}", flush=True)
+    print(f"[depth] fitted rate outputs {rate:.3f} (local {np.round(local, 3).tolist()}), rms {rate_rms:.3f}, "
+          f"output kernel {rate_kernel:.3f}", flush=True)
     return dict(steps=K, lr=1.0, reference=f"Richardson of grid {Ns[-2]} and {Ns[-1]} (order {INFINITE_ORDER})",
                 reference_error_bound=ref_err, reference_outputs=ref_f.tolist(),
                 reference_rms_steps_1_5_10=ref_rms[[0, 4, 9]][:, idx_ref].tolist() if K >= 10 else None,
-                rows=rows, fitted_rate_outputs=rate, fitted_rate_rms=rate_rms, local_rates_outputs=local)
+                rows=rows, fitted_rate_outputs=rate, fitted_rate_rms=rate_rms,
+                fitted_rate_output_kernel=rate_kernel, local_rates_outputs=local)
 
 
-def bench_width(quick, K=10):
+def bench_width(quick, K=10, widths=None):
     X, Y = data(K)
     L = 64
-    widths = [128, 256, 512] if quick else [128, 256, 512, 1024, 2048]
+    widths = widths or ([128, 256, 512] if quick else [128, 256, 512, 1024, 2048])
     seeds = 8 if quick else 16
     lim = solve_gamma_c(X, Y, depth=L, lr=1.0)
     layers = quarter_layers(L)
@@ -199,9 +205,9 @@ def bench_width(quick, K=10):
                 note="MSE over seeds = Var + bias²; Var ∝ 1/n (sd·√n roughly constant), bias ∝ 1/n")
 
 
-def bench_particles(quick, K=6):
+def bench_particles(quick, K=6, depths=None):
     X, Y = data(K)
-    Ls = [4, 8, 16] if quick else [4, 8, 16, 32, 64]
+    Ls = depths or ([4, 8, 16] if quick else [4, 8, 16, 32, 64])
     runs, P = (4, 2048) if quick else (8, 4096)
     rows = []
     for L in Ls:
@@ -257,6 +263,8 @@ def plot(res, path):
     Ls = [r["depth"] for r in d["rows"]]
     a.loglog(Ls, [r["max_err_outputs"] for r in d["rows"]], "o-", label="max_t |f̊_t(L) − f̊_t(∞)|")
     a.loglog(Ls, [r["max_err_rms"] for r in d["rows"]], "s-", label="max |rms(L) − rms(∞)|")
+    if "max_err_output_kernel" in d["rows"][0]:
+        a.loglog(Ls, [r["max_err_output_kernel"] for r in d["rows"]], "^-", label="max |K(L) − K(∞)| (output kernel)")
     a.loglog(Ls, d["rows"][0]["max_err_outputs"] * Ls[0] / np.array(Ls), "k:", label="1/L")
     a.set_xlabel("depth L"); a.set_title(f"Fig. 9 protocol: rate {d['fitted_rate_outputs']:.2f}"); a.legend()
 
@@ -293,18 +301,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gamma_c.json"))
+    ap.add_argument("--widths", type=int, nargs="*", default=None, help="widths of the Figure 8 study")
+    ap.add_argument("--particle-depths", type=int, nargs="*", default=None, help="depths of the particle comparison")
     args = ap.parse_args()
     t0 = time.perf_counter()
     res = dict(benchmark="gamma_c", quick=args.quick, machine=machine())
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+
+    def save():  # after every section, so an interrupted run keeps what it measured
+        res["total_seconds"] = time.perf_counter() - t0
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1)
+
     res["cost"] = bench_cost(args.quick)
+    save()
     res["grid_order"], sols = bench_grid_order(args.quick)
     res["depth_convergence"] = bench_depth(args.quick, sols)
-    res["width_convergence"] = bench_width(args.quick)
-    res["particles"] = bench_particles(args.quick)
-    res["total_seconds"] = time.perf_counter() - t0
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
+    save()
+    res["width_convergence"] = bench_width(args.quick, widths=args.widths)
+    save()
+    res["particles"] = bench_particles(args.quick, depths=args.particle_depths)
+    save()
     plot(res, os.path.splitext(args.out)[0] + ".png")
     print(f"wrote {args.out} ({res['total_seconds']:.0f}s)")
 
