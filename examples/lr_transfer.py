@@ -3,8 +3,9 @@
 Under depth-μP the learning-rate constant η_c of a ResNet with one-layer blocks should transfer
 across depth: the best η_c at depth 4 is the best at depth 64.  This script
 
-1. finds the η_c minimising the online loss of the *limit* (NFD particle solver, exact mode)
-   by bisection on ∂ℒ/∂η_c, which JAX computes through the whole training run
+1. finds the η_c minimising the online loss of the *limit* (NFD particle solver, exact mode):
+   a coarse scan of the loss, then bisection on ∂ℒ/∂η_c, which JAX computes through the whole
+   training run
    (``nfd.optimal_lr``, ``nfd.limit_loss_fn``);
 2. draws the limit's loss against η_c at several depths;
 3. trains finite networks at those depths on a grid of η_c around the optimum and marks each
@@ -34,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=8, help="finite networks per (depth, η_c)")
     ap.add_argument("--particles", type=int, default=2048, help="particles of the limit")
     ap.add_argument("--grid", type=int, default=5, help="η_c values per depth for the finite networks")
+    ap.add_argument("--scan", type=int, default=16, help="coarse log-spaced scan of the limit loss before bisection")
     ap.add_argument("--iterations", type=int, default=10, help="bisection steps for the optimal η_c")
     args = ap.parse_args(argv)
 
@@ -50,7 +52,7 @@ def main(argv=None):
     Y = np.tanh(X @ np.array([1.5, -1.0, 0.5, 0.0]))
     lim_kw = dict(particles=args.particles, activation="tanh", backward="exact", seed=0)
     L0 = args.depths[0]
-    opt = nfd.optimal_lr(X, Y, bracket=(0.05, 20.0), depth=L0, iterations=args.iterations, **lim_kw)
+    opt = nfd.optimal_lr(X, Y, bracket=(0.05, 20.0), depth=L0, grid=args.scan, iterations=args.iterations, **lim_kw)
     print(f"limit (L={L0}, P={args.particles}): optimal η_c = {opt.lr:.3f}, loss {opt.loss:.4f}, "
           f"∂ℒ/∂η_c there = {opt.d_lr:+.2e} (interior: {opt.interior}, {len(opt.history)} evaluations)")
 
@@ -58,10 +60,13 @@ def main(argv=None):
     curve_lrs = opt.lr * np.geomspace(0.2, 5.0, 25)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     best = {}
+    curves, finite_means = [], []
     for i, L in enumerate(args.depths):
         c = f"C{i}"
         fn = nfd.limit_loss_fn(X, Y, depth=L, **lim_kw)
         lim_curve = np.array([float(fn(a, 1.0)) for a in curve_lrs])
+        lim_curve[~np.isfinite(lim_curve)] = np.nan  # diverged
+        curves.append(lim_curve)
         ax.plot(curve_lrs, lim_curve, "-", color=c, alpha=0.8, label=f"limit, L={L}")
         means, ses = [], []
         for a in lrs:
@@ -75,12 +80,17 @@ def main(argv=None):
                 means.append(np.nan)
                 ses.append(np.nan)
         means, ses = np.array(means), np.array(ses)
+        finite_means.append(means)
         ax.errorbar(lrs, means, 2 * ses, fmt="o", color=c, capsize=3, label=f"finite n={args.width}, L={L} (± 2 SE)")
         j = int(np.nanargmin(means))
         best[L] = float(lrs[j])
         print(f"L={L:4d}: finite best η_c on the grid = {lrs[j]:.3f} (loss {means[j]:.4f}); "
-              f"limit argmin on the curve = {curve_lrs[int(np.argmin(lim_curve))]:.3f}")
+              f"limit argmin on the curve = {curve_lrs[int(np.nanargmin(lim_curve))]:.3f}")
     ax.axvline(opt.lr, color="k", ls=":", label=f"limit optimum η_c* = {opt.lr:.2f} (via ∂ℒ/∂η_c)")
+    # the limit's loss grows without bound near its divergence: show the range the finite networks span
+    lo = np.nanmin([np.nanmin(c) for c in curves] + [np.nanmin(m) for m in finite_means])
+    hi = 1.2 * np.nanmax([np.nanmax(m) for m in finite_means])
+    ax.set_ylim(0.9 * lo, hi if hi > lo else 2 * lo)
     ax.set_xscale("log")
     ax.set_xlabel("η_c")
     ax.set_ylabel("online loss (1/K) Σ ℓ(f^(k), y^(k))")

@@ -79,12 +79,12 @@ class OptimalLR:
 
     Attributes:
         lr: the minimiser η_c* of the limit loss in the bracket: the log-midpoint of the final
-            bisection bracket (or the better bracket end, see ``interior``).
+            bisection bracket inside the best cell of the coarse scan.
         loss: ℒ(η_c*).
         d_lr: ∂ℒ/∂η_c at η_c* (≈ 0 for an interior minimum).
-        interior: False when the derivative has the same sign at both bracket ends (the
-            minimum is at an end of the bracket; widen it).
-        history: (iterations, 3) rows (η_c, ℒ, ∂ℒ/∂η_c) of every evaluation.
+        interior: False when the minimum is at an end of the bracket (widen it).
+        history: (evaluations, 3) rows (η_c, ℒ, ∂ℒ/∂η_c) of every gradient evaluation (``inf``
+            where the limit diverged).
     """
 
     lr: float
@@ -333,29 +333,31 @@ def _check_float(name, v, *, allow_zero):
     return f
 
 
-def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations: int = 20,
+def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, grid: int = 16, iterations: int = 20,
                **kwargs) -> OptimalLR:
-    """η_c minimising the limit loss ℒ(η_c, T) inside ``bracket``, by bisection on the sign of
-    ∂ℒ/∂η_c (in log η_c), using the exact derivative of the limit.
+    """η_c minimising the limit loss ℒ(η_c, T) inside ``bracket``.
 
-    Every evaluation reuses one compiled program.  Assumes ℒ is unimodal in the bracket; when
-    ∂ℒ/∂η_c has the same sign at both ends the better end is returned with ``interior=False``.
-    An η_c at which the limit diverges counts as ℒ = +∞ with ∂ℒ/∂η_c > 0 (the bracket shrinks
-    towards smaller rates); ``history`` records such points with ``inf``.
+    Two stages, both on one compiled program: the loss is evaluated on ``grid`` log-spaced
+    rates across the bracket (the loss need not be unimodal), then the best grid cell is refined
+    by bisection on the sign of the exact derivative ∂ℒ/∂η_c (in log η_c).  A rate at which the
+    limit diverges counts as ℒ = +∞ with ∂ℒ/∂η_c > 0.  When the best grid point is an end of the
+    bracket and the derivative there points outside it, that end is returned with
+    ``interior=False`` (widen the bracket).
 
     Args:
         X, Y: training stream.
         bracket: (lo, hi) with 0 < lo < hi.
         T: depth horizon.
-        iterations: bisection steps (the bracket shrinks by 2^iterations in log η_c); the result
-            is within a factor exp(log(hi/lo)·2^-(iterations+1)) of the minimiser.
+        grid: number of log-spaced rates of the coarse scan (≥ 3).
+        iterations: bisection steps inside the best grid cell; the result is within a factor
+            (hi/lo)^(2/(grid−1)·2^-(iterations+1)) of the cell's stationary point.
         **kwargs: ``depth``, ``particles`` and the other arguments of :func:`limit_loss_fn`.
 
     Example:
         >>> import numpy as np, nfd
         >>> X = np.random.default_rng(0).normal(size=(6, 2)); Y = np.tanh(X[:, 0])
         >>> opt = nfd.optimal_lr(X, Y, bracket=(0.05, 5.0), depth=4, particles=256, activation="tanh",
-        ...                      iterations=4)
+        ...                      grid=4, iterations=3)
         >>> 0.05 <= opt.lr <= 5.0
         True
     """
@@ -367,6 +369,9 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations
         raise ValueError(f"bracket must satisfy 0 < lo < hi, got {bracket!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 3:
+        raise ValueError(f"grid must be an integer ≥ 3, got {grid!r}")
+    _check_float("T", T, allow_zero=False)
     hist = []
 
     def ev(lr):
@@ -379,14 +384,23 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, iterations
         hist.append(val)
         return val
 
-    glo, ghi = ev(lo), ev(hi)
-    if not math.isfinite(glo[1]):
-        raise DivergenceError(f"optimal_lr: the limit diverges already at the lower end lr={lo}", step=-1,
+    fn = limit_loss_fn(X, Y, **kwargs)
+    rates = np.geomspace(lo, hi, grid)
+    losses = np.array([float(fn(float(a), float(T))) for a in rates])
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    if not np.isfinite(losses).any():
+        raise DivergenceError(f"optimal_lr: the limit diverges at every rate in {bracket}", step=-1,
                               quantity="limit loss")
-    best = glo if glo[1] <= ghi[1] else ghi
-    if glo[2] >= 0 or ghi[2] <= 0:
-        return OptimalLR(lr=best[0], loss=best[1], d_lr=best[2], interior=False, history=np.asarray(hist))
-    a, b = math.log(lo), math.log(hi)
+    j = int(np.argmin(losses))
+    a_i, b_i = max(j - 1, 0), min(j + 1, grid - 1)
+    ga, gb = ev(float(rates[a_i])), ev(float(rates[b_i]))
+    if ga[2] >= 0 or gb[2] <= 0:
+        # no sign change of ∂ℒ/∂η_c across the cell: the minimum is at the best evaluated end
+        gj = ev(float(rates[j]))
+        best = min((ga, gb, gj), key=lambda t: t[1])
+        interior = 0 < j < grid - 1
+        return OptimalLR(lr=best[0], loss=best[1], d_lr=best[2], interior=interior, history=np.asarray(hist))
+    a, b = math.log(rates[a_i]), math.log(rates[b_i])
     for _ in range(iterations):
         m = 0.5 * (a + b)
         g = ev(math.exp(m))

@@ -24,7 +24,7 @@ SMALL = {
     "nngp_digits": ["--train", "40", "--test", "40", "--Ts", "1", "--widths", "16", "--seeds", "2",
                     "--depth", "2"],
     "lr_transfer": ["--depths", "2", "--width", "16", "--seeds", "2", "--particles", "128", "--steps", "4",
-                    "--grid", "2", "--iterations", "2"],
+                    "--grid", "2", "--scan", "3", "--iterations", "2"],
 }
 
 
