@@ -271,12 +271,15 @@ def plot(res, path):
     w = res["width_convergence"]
     a = ax[1, 0]
     ws = [r["width"] for r in w["rows"]]
-    for si, step in enumerate((1, 5, 10)):
+    for si, (step, mk) in enumerate(zip((1, 5, 10), ("o", "s", "^"))):
         for li, lay in enumerate(w["layers"]):
             m = [r["rms_steps_1_5_10"][si][li] for r in w["rows"]]
             e = [r["rms_stderr_steps_1_5_10"][si][li] for r in w["rows"]]
-            line = a.errorbar(ws, m, yerr=e, marker="o", ms=3, lw=1, label=f"step {step}, l={lay}" if si == 0 else None)
-            a.axhline(w["limit_rms_steps_1_5_10"][si][li], color=line[0].get_color(), ls="--", lw=0.8)
+            a.errorbar(ws, m, yerr=e, marker=mk, ms=3, lw=1, color=f"C{li}",
+                       label=(f"l={lay}" if si == 0 else None))
+            a.axhline(w["limit_rms_steps_1_5_10"][si][li], color=f"C{li}", ls="--", lw=0.8)
+    a.plot([], [], "ko", ms=3, label="step 1"); a.plot([], [], "ks", ms=3, label="step 5")
+    a.plot([], [], "k^", ms=3, label="step 10")
     a.set_xscale("log", base=2); a.set_xlabel("width n"); a.set_ylabel("RMS of h_l")
     a.set_title(f"Fig. 8 protocol (depth {w['depth']}): finite (solid) vs Γ/C (dashed)", fontsize=9)
     a.legend(fontsize=6, ncol=2)
@@ -303,7 +306,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gamma_c.json"))
     ap.add_argument("--widths", type=int, nargs="*", default=None, help="widths of the Figure 8 study")
     ap.add_argument("--particle-depths", type=int, nargs="*", default=None, help="depths of the particle comparison")
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from an existing JSON")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.out) as f:
+            plot(json.load(f), os.path.splitext(args.out)[0] + ".png")
+        return
     t0 = time.perf_counter()
     res = dict(benchmark="gamma_c", quick=args.quick, machine=machine())
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
