@@ -127,6 +127,18 @@ def in_ci(fit: dict, value: float, max_width: float = 1.0) -> bool | None:
     return bool(lo <= value <= hi)
 
 
+def within_bound(fit: dict, value: float, max_width: float = 1.0) -> bool | None:
+    """For an upper bound "error ≤ C x^value": ``True`` when the measured decay is at least as fast
+    (the interval reaches down to ``value`` or below), ``False`` when the whole interval is slower,
+    ``None`` when inconclusive (no fit, or an interval wider than ``max_width``)."""
+    if fit.get("slope") is None:
+        return None
+    lo, hi = fit["slope_ci95"]
+    if hi - lo > max_width:
+        return None
+    return bool(lo <= value)
+
+
 def mean_se(a, axis=0):
     """Mean and standard error of the mean along ``axis`` (NaN s.e. for one sample)."""
     a = np.asarray(a, float)
