@@ -34,7 +34,7 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=128, help="width of the finite networks")
     ap.add_argument("--seeds", type=int, default=8, help="finite networks per (depth, η_c)")
     ap.add_argument("--particles", type=int, default=2048, help="particles of the limit")
-    ap.add_argument("--grid", type=int, default=5, help="η_c values per depth for the finite networks")
+    ap.add_argument("--grid", type=int, default=3, help="η_c values per depth for the finite networks, log-spaced in [η_c*/2, 2η_c*]")
     ap.add_argument("--scan", type=int, default=16, help="coarse log-spaced scan of the limit loss before bisection")
     ap.add_argument("--iterations", type=int, default=10, help="bisection steps for the optimal η_c")
     args = ap.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv=None):
     print(f"limit (L={L0}, P={args.particles}): optimal η_c = {opt.lr:.3f}, loss {opt.loss:.4f}, "
           f"∂ℒ/∂η_c there = {opt.d_lr:+.2e} (interior: {opt.interior}, {len(opt.history)} evaluations)")
 
-    lrs = opt.lr * np.geomspace(0.25, 4.0, args.grid)
+    lrs = opt.lr * np.geomspace(0.5, 2.0, args.grid)
     curve_lrs = opt.lr * np.geomspace(0.2, 5.0, 25)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     best = {}
