@@ -103,16 +103,16 @@ def _study(widths, seeds, *, L=4, lr=1.0):
 
 
 def test_variance_scales_as_one_over_width():
-    # Two widths, 1024 seeds each: the variance ratio between n = 16 and 64 must be 4 within
+    # Two widths, 512 seeds each: the variance ratio between n = 16 and 64 must be 4 within
     # 4 standard errors of the ratio (propagated from the jackknife errors) plus 15% for the
-    # O(1/n²) correction at n = 16. The mean-predictor bias must be resolved (> 4 se) and shrink.
-    e16, e64 = _study([16, 64], [1024, 1024])
+    # O(1/n²) correction at n = 16. The mean-predictor bias must be resolved (> 4 se) at n = 16 and
+    # its decrease from n = 16 to 64 resolved at 4 combined standard errors (its slope is the slow test).
+    e16, e64 = _study([16, 64], [512, 512])
     ratio = e16.variance / e64.variance
     se = ratio * np.hypot(e16.variance_se / e16.variance, e64.variance_se / e64.variance)
     assert abs(ratio - 4) < 4 * se + 0.15 * 4, (ratio, se)
-    for e in (e16, e64):
-        assert e.mean_bias_sq > 4 * e.mean_bias_sq_se
-    assert e16.mean_bias_sq > 4 * e64.mean_bias_sq
+    assert e16.mean_bias_sq > 4 * e16.mean_bias_sq_se
+    assert e16.mean_bias_sq - e64.mean_bias_sq > 4 * np.hypot(e16.mean_bias_sq_se, e64.mean_bias_sq_se)
 
 
 @pytest.mark.slow
