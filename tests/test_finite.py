@@ -263,3 +263,16 @@ def test_chunked_run_with_progress_equals_one_loop(capsys):
     np.testing.assert_array_equal(one.test_outputs, chunked.test_outputs)
     err = capsys.readouterr().err
     assert "step 3/7" in err and "step 7/7" in err
+
+
+def test_learning_rate_sweep_compiles_once():
+    from nfd.finite._simulate import _compiled_run
+
+    X, Y = _data(K=3)
+    kw = dict(width=8, depth=2, activation="tanh", seeds=2, dtype=jnp.float64)
+    nfd.simulate(X, Y, lr=0.1, **kw)
+    before = _compiled_run.cache_info()
+    outs = [nfd.simulate(X, Y, lr=lr, **kw).outputs for lr in (0.2, 0.4)]
+    after = _compiled_run.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 2
+    assert not np.allclose(outs[0][:, 1:], outs[1][:, 1:])  # the rate did reach the update

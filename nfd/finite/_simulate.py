@@ -127,8 +127,6 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
     sqn = math.sqrt(n)
     s_out = net.output_scale()
     sqd = math.sqrt(d)
-    lr_in, lr_out = net.lr_input, net.lr_output
-    lr_fam = [net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]
     block = net.block
     rec_feat = "features" in record
     rec_grad = "grads" in record
@@ -158,7 +156,10 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
                 state["Wt0"] = gen(k_wt)
         return state
 
-    def chunk(seed_key, state, ks, Xs, Ys, valid, Xt):
+    def chunk(seed_key, state, ks, Xs, Ys, valid, Xt, rates):
+        # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
+        # reuses one compilation
+        lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
         k_u, k_v, k_w, k_wt = _keys(seed_key)
         if same_backward_key:
             k_wt = k_w
@@ -255,7 +256,6 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
             c = jnp.where(ok, lp / batch, 0.0).astype(dtype)  # (B,)
             U = U - lr_in * (c[:, None] * dz0).T @ x / sqd
             v = v - lr_out * s_out * (c @ hL)
-            lrs = jnp.asarray(lr_fam, dtype)
             newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
             newQ = jnp.where(ok, us, 0.0)
             P = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
@@ -290,7 +290,7 @@ def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, sam
         net, backward=backward, batch=batch, steps=steps, n_test=n_test, record=record, dtype=dtype, dense=dense,
         same_backward_key=same_backward_key,
     )
-    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None)))
+    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None, None)))
 
 
 def _seed_sharding(devices, seeds):
@@ -425,7 +425,12 @@ def simulate_network(
         raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
     n_chunks = math.ceil(steps / C)
     padded = n_chunks * C
-    init, chunk = _compiled_run(net, backward, B, padded, n_test, tuple(record), dtype, dense, _same_backward_key)
+    # the learning rates enter as traced values, so the compiled run is keyed on the network
+    # without its lr (a sweep over η_c compiles once)
+    init, chunk = _compiled_run(net.replace(lr=0.0), backward, B, padded, n_test, tuple(record), dtype, dense,
+                                _same_backward_key)
+    rates = jnp.asarray([net.lr_input, net.lr_output]
+                        + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), dtype)
     base = jax.random.PRNGKey(seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
     Xp = np.zeros((padded, B, net.input_dim))
@@ -444,7 +449,7 @@ def simulate_network(
     for c in range(n_chunks):
         sl = slice(c * C, (c + 1) * C)
         state, outs_c = chunk(keys, state, jnp.arange(c * C, (c + 1) * C), jnp.asarray(Xp[sl], dtype),
-                              jnp.asarray(Yp[sl], dtype), jnp.asarray(validp[sl]), Xt)
+                              jnp.asarray(Yp[sl], dtype), jnp.asarray(validp[sl]), Xt, rates)
         chunks.append(jax.tree_util.tree_map(np.asarray, outs_c))
         if progress:
             done = min((c + 1) * C, steps)
