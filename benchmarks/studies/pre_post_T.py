@@ -80,12 +80,17 @@ def run(size: str, out_dir: str) -> dict:
     best_tr = min(rows, key=lambda r: r["train"] if np.isfinite(r["train"]) else np.inf)
     best_te = min(rows, key=lambda r: r["test"] if np.isfinite(r["test"]) else np.inf)
     Ts = cfg["Ts"]
+    post = res["growth"]["post"]
     claims = [
         C.claim("pre-activation features stay bounded with depth (slope 0 of |h_L|²/n vs L)", "NFD Prop. 2, Fig. 1a",
                 f"slope {C.slope_str(fits['growth_pre'])}", C.in_ci(fits["growth_pre"], 0.0)),
         C.claim("post-activation features grow with depth (ReLU is positive dominant)", "NFD Prop. 1, Fig. 1a",
-                f"slope {C.slope_str(fits['growth_post'])} (drift argument: +1)",
-                None if fits["growth_post"]["slope"] is None else bool(fits["growth_post"]["slope_ci95"][0] > 0.25)),
+                f"|h_L|²/n from {post[0]['feature_sq']:.3g} ± {post[0]['feature_sq_se']:.1g} (L={post[0]['depth']}) to "
+                f"{post[-1]['feature_sq']:.3g} ± {post[-1]['feature_sq_se']:.1g} (L={post[-1]['depth']}); "
+                f"power-law slope {C.slope_str(fits['growth_post'])}",
+                # growth = the deepest value exceeds the shallowest by more than 4 combined standard errors
+                bool(post[-1]["feature_sq"] - post[0]["feature_sq"]
+                     > 4 * np.hypot(post[-1]["feature_sq_se"], post[0]["feature_sq_se"]))),
         C.claim("moderate T beats both the smallest and the largest T", "NFD Fig. 2",
                 f"best train loss at T={best_tr['T']}, best test loss at T={best_te['T']} (tried {Ts})",
                 bool(Ts[0] < best_te["T"] < Ts[-1]) if len(Ts) > 2 else None),
