@@ -42,6 +42,7 @@ import math
 from typing import Literal
 
 from ._activations import Activation, get_activation
+from ._validate import check_positive_float
 
 __all__ = ["ResNet", "BLOCKS", "PARAMETERIZATIONS", "LOSSES", "PARAMETER_GROUPS"]
 
@@ -57,12 +58,7 @@ def _check_pos_int(name, v):
 
 
 def _check_pos_float(name, v):
-    try:
-        fv = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {v!r}") from None
-    if not (fv > 0 and math.isfinite(fv)):
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    check_positive_float(name, v)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["check_data", "check_test_inputs", "check_seeds"]
+__all__ = ["check_data", "check_test_inputs", "check_seeds", "check_positive_float"]
 
 
 def check_data(X, Y, *, loss: str = "mse", batch_size: int = 1):
@@ -61,3 +63,14 @@ def check_seeds(seeds):
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds <= 0:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     return int(seeds)
+
+
+def check_positive_float(name: str, v) -> float:
+    """Return ``float(v)`` if it is a positive finite number, else a ValueError naming ``name``."""
+    try:
+        fv = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {v!r}") from None
+    if not (fv > 0 and math.isfinite(fv)):
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    return fv

@@ -97,6 +97,7 @@ def test_coupled_and_decoupled_share_f0_and_differ_after():
     net = nfd.ResNet(depth=4, input_dim=3, width=32, activation="tanh", lr=0.5)
     same = nfd.simulate_network(net, X, Y, backward="decoupled", seeds=4, dtype=jnp.float64,
                                 _same_backward_key=True)
+    # same weights, same arithmetic up to summation order in the backward pass: float64 round-off
     np.testing.assert_allclose(same.outputs, c.outputs, atol=1e-13, rtol=0)
 
 
@@ -105,6 +106,7 @@ def test_seed_batch_is_a_vmap_over_independent_networks():
     kw = dict(width=16, depth=2, activation="relu", lr=0.2, dtype=jnp.float64, seed=11)
     many = nfd.simulate(X, Y, seeds=3, **kw)
     one = nfd.simulate(X, Y, seeds=1, **kw)
+    # the same network computed inside a vmap of 3 or of 1: only float64 round-off can differ
     np.testing.assert_allclose(many.outputs[:1], one.outputs, atol=1e-14, rtol=0)
     assert not np.allclose(many.outputs[0], many.outputs[1])
     again = nfd.simulate(X, Y, seeds=3, **kw)

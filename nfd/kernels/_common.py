@@ -11,6 +11,7 @@ import numpy as np
 
 from .._activations import Activation, get_activation
 from .._memory import check_memory
+from .._validate import check_positive_float
 
 __all__ = ["check_inputs", "check_T", "check_depth", "pair", "dpair", "default_tols"]
 
@@ -45,13 +46,7 @@ def check_inputs(X, X2=None, *, name="X", name2="X2"):
 
 
 def check_T(T, name="T"):
-    try:
-        Tf = float(T)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {T!r}") from None
-    if not (Tf > 0 and math.isfinite(Tf)):
-        raise ValueError(f"{name} must be a positive finite number, got {T!r}")
-    return Tf
+    return check_positive_float(name, T)
 
 
 def check_depth(depth):

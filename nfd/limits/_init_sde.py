@@ -37,6 +37,7 @@ import numpy as np
 
 from .._activations import get_activation
 from .._memory import check_memory
+from .._validate import check_positive_float
 
 __all__ = [
     "InitKernels",
@@ -148,13 +149,7 @@ def _check_pos_int(name, v, minimum=1):
 
 
 def _check_T(T):
-    try:
-        T = float(T)
-    except (TypeError, ValueError):
-        raise ValueError(f"T must be a positive number, got {T!r}") from None
-    if not (T > 0 and math.isfinite(T)):
-        raise ValueError(f"T must be a positive finite number, got {T!r}")
-    return T
+    return check_positive_float("T", T)
 
 
 def _field(t, y, act):
