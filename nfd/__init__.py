@@ -30,3 +30,5 @@ from ._grad import limit_loss_fn as limit_loss_fn
 from ._grad import optimal_lr as optimal_lr
 from ._io import load as load
 from ._io import save as save
+from .limits import ParticleProblem as ParticleProblem
+from .limits import particle_problem as particle_problem

@@ -6,7 +6,7 @@ import os
 
 from ._errors import MemoryEstimateError
 
-__all__ = ["available_memory_bytes", "check_memory", "format_bytes"]
+__all__ = ["available_memory_bytes", "device_memory_limit", "check_memory", "format_bytes"]
 
 
 def available_memory_bytes() -> int:
@@ -18,6 +18,18 @@ def available_memory_bytes() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 16 * 2**30
+
+
+def device_memory_limit(device) -> int:
+    """Bytes an accelerator lets one program use (``memory_stats()['bytes_limit']``), or 80% of
+    this machine's memory where the device does not say (host CPU devices share it)."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return int(0.8 * available_memory_bytes())
 
 
 def format_bytes(n: float) -> str:

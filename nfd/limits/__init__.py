@@ -15,3 +15,7 @@ from ._gamma_c import solve_gamma_c as solve_gamma_c
 from ._gamma_c_infinite import gamma_c_infinite_network as gamma_c_infinite_network
 from ._gamma_c_infinite import solve_gamma_c_infinite as solve_gamma_c_infinite
 from ._init_sde import coupling_depth_error as coupling_depth_error
+from ._nfd import ParticleProblem as ParticleProblem
+from ._nfd import ParticleState as ParticleState
+from ._nfd import particle_problem as particle_problem
+from ._nfd import estimate_particle_memory as estimate_particle_memory

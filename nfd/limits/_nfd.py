@@ -34,7 +34,15 @@ earlier ones), counted and reported in the result (``on_singular="warn"`` also w
 ``on_singular="raise"`` raises :class:`~nfd.SingularCovarianceError`).  With a frozen output
 layer g^(k)_L = v for every k, so Θ_L is singular by construction and dropping is exactly right.
 
-Cost: O(P·L·K²) time, (3 or 4)·L·K·P + 4·L·K² numbers of memory (K = number of samples).
+Cost: O(P·L·K²) time, (4·L + 2)·K·P + 4·L·K² numbers of memory (K = number of samples).
+
+Scaling out (docs/scaling.md): ``devices=`` shards the particle axis over a ``jax.sharding`` mesh
+(every particle mean E[·] becomes an all-reduce, inserted by XLA's SPMD partitioner; the normals
+come from counter-based threefry keys, so every device draws its own slice of the same numbers);
+``storage_dtype=`` keeps the O(L·K·P) histories in bfloat16/float16; ``noise="regenerate"``
+recomputes ξ, ξ̃ from their keys instead of storing them; :class:`ParticleProblem` runs the solve
+in pieces with one compiled program (traced loop bounds), so checkpoint → resume is bit-identical
+to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
+import time
 import warnings
 from typing import Any
 
@@ -49,14 +59,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .._errors import DivergenceError, SingularCovarianceError
 from .._losses import loss_grad, loss_value
-from .._memory import check_memory, format_bytes
+from .._memory import check_memory, device_memory_limit, format_bytes
 from .._model import ResNet
+from .._sharding import check_divisible, make_mesh, resolve_devices, to_host
 from .._validate import check_data, check_test_inputs
 
-__all__ = ["solve_particles", "solve_particles_network", "ParticleSolution", "estimate_particle_memory", "BACKWARDS"]
+__all__ = ["solve_particles", "solve_particles_network", "particle_problem", "ParticleProblem", "ParticleState",
+           "ParticleSolution", "estimate_particle_memory", "BACKWARDS"]
 
 BACKWARDS = ("gia", "exact")
 
@@ -119,6 +132,9 @@ class _Static:
     record_paths: bool
     dtype: Any
     refine: int = 1  # Brownian refinement: each layer's normals are sums of `refine` finer ones
+    storage: Any = None  # dtype of the stored particle histories (None: dtype)
+    noise: str = "store"  # "store" the normals ξ, ξ̃ or "regenerate" them from their counter-based keys
+    mesh: Any = None  # jax.sharding.Mesh with a "particles" axis, or None (one device)
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -152,7 +168,7 @@ def _robust_chol(S, scale, tol):
     return jax.lax.fori_loop(0, B, body, init)
 
 
-def _grow(Lsolve, past_cross, new_gram, Xi, xi_new, start, tol):
+def _grow(Lsolve, past_cross, new_gram, start, tol):
     """Extend a Gaussian family by B new members.
 
     Args:
@@ -160,127 +176,201 @@ def _grow(Lsolve, past_cross, new_gram, Xi, xi_new, start, tol):
             identity rows; dropped pivots hold ``_BIG``).
         past_cross: (H, B) covariances of the existing members with the new ones (rows ≥ start 0).
         new_gram: (B, B) covariance among the new members.
-        Xi: (H, P) standard normals of the existing members (rows ≥ start zero).
-        xi_new: (B, P) fresh standard normals.
         start: index of the first new member (traced).
 
     Returns:
-        zeta (B, P) jointly Gaussian with the existing ζ = chol·ξ, the new rows (B, H) of the
-        true factor, the same rows in solve-ready form, pivot ratios (B,) and dropped flags (B,).
+        (A (H, B), D (B, B), rows_solve (B, H), pivot ratios (B,), dropped flags (B,)): the new
+        members are ζ = Aᵀ ξ_old + D ξ_new, jointly Gaussian with the existing ζ = chol·ξ_old
+        (the caller forms Aᵀ ξ_old, from stored or regenerated ξ); ``rows_solve`` are the new
+        rows of the solve-ready factor.
     """
-    H = Lsolve.shape[0]
-    B = new_gram.shape[0]
     A = solve_triangular(Lsolve, past_cross, lower=True)  # (H, B)
     S = new_gram - A.T @ A
     S = 0.5 * (S + S.T)
     D, ratio, dropped = _robust_chol(S, jnp.diagonal(new_gram), tol)
-    zeta = A.T @ Xi + D @ xi_new
-    rows = jax.lax.dynamic_update_slice(A.T, D, (0, start))
     Dsolve = D + jnp.diag(jnp.where(dropped, _BIG, 0.0).astype(D.dtype))
     rows_solve = jax.lax.dynamic_update_slice(A.T, Dsolve, (0, start))
-    del H, B
-    return zeta, rows, rows_solve, ratio, dropped
+    return A, D, rows_solve, ratio, dropped
 
 
-def _condition_each(Lsolve, past_cross, var, Xi, xi_new):
-    """ζ for M extra paths (test inputs), each conditioned on the existing members only.
+def _condition_each(Lsolve, past_cross, var):
+    """M extra paths (test inputs), each conditioned on the existing members only.
 
     Their joint law among themselves is irrelevant (each test output is a marginal mean), so
-    each gets an independent fresh normal.  past_cross (H, M), var (M,), xi_new (M, P).
+    each gets an independent fresh normal: ζ = Aᵀ ξ_old + sd ⊙ ξ_new.  past_cross (H, M),
+    var (M,); returns (A (H, M), sd (M,)).
     """
     A = solve_triangular(Lsolve, past_cross, lower=True)
     s = jnp.maximum(var - jnp.sum(A * A, axis=0), 0.0)
-    return A.T @ Xi + jnp.sqrt(s)[:, None] * xi_new
+    return A, jnp.sqrt(s)
 
 
-def _build(st: _Static):
-    P, L, d, steps, B, N = st.P, st.L, st.d, st.steps, st.B, st.N
-    H = steps * B
-    M = B + N
-    act = st.activation
-    phi, dphi = act.fn, act.deriv
-    dtype = st.dtype
-    exact = st.exact
+# Arrays of the solver state whose last axis is the particle axis (sharded over "particles";
+# stored in ``storage`` precision).  Everything else (kernels, Cholesky rows, loss derivatives)
+# is O(L·K²) and replicated on every device.
+_PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp")
 
-    m = st.refine
 
-    def normals(k, l, s, rows):
-        """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
-        finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths."""
-        ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
-        z = jax.vmap(lambda kk: jax.random.normal(kk, (rows, P), dtype))(ks)
-        return jnp.sum(z, axis=0) / math.sqrt(m)
+class _Program:
+    """The compiled pieces of one problem size (see :func:`_build`)."""
 
-    def run(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
-        TRACE_COUNT[0] += 1
-        eta_in, eta_hid, eta_out = rates[0], rates[1], rates[2]
-        tau = sqrt_tau * sqrt_tau
-        k_u, k_v, k_fwd, k_bwd, k_test = jax.random.split(key, 5)
-        U = jax.random.normal(k_u, (P, d), dtype)
-        v = jax.random.normal(k_v, (P,), dtype)
-        Xflat = Xs.reshape(H, d)
-        sqd = math.sqrt(d)
-        eyeH = jnp.eye(H, dtype=dtype)
+    def __init__(self, st: _Static):
+        self.st = st
+        P, L, d, steps, B, N = st.P, st.L, st.d, st.steps, st.B, st.N
+        self.H = H = steps * B
+        dtype = st.dtype
+        self.sdt = sdt = jnp.dtype(st.storage) if st.storage is not None else jnp.dtype(dtype)
+        self.round_noise = st.noise == "store" and sdt != jnp.dtype(dtype)
+        # 16-bit histories live in uint16 containers holding their bit patterns: updating a slice
+        # of a bfloat16/float16 array makes XLA's CPU backend widen the whole array to float32
+        # (float normalisation), which would undo the saving; integer slices are updated in place.
+        self.cdt = cdt = jnp.dtype(jnp.uint16) if sdt.itemsize == 2 else sdt
 
-        state = dict(
-            Phi=jnp.zeros((L, H, P), dtype),  # φ(h^(i)_{ℓ-1}), ℓ = 1..L
-            G=jnp.zeros((L + 1, H, P), dtype),  # g^(i)_ℓ, ℓ = 0..L
-            hL=jnp.zeros((H, P), dtype),  # h^(i)_L
-            Xi=jnp.zeros((L, H, P), dtype),  # forward normals of W_ℓ
-            Xit=jnp.zeros((L, H, P), dtype),  # backward normals of W_ℓᵀ
-            LS=jnp.broadcast_to(eyeH, (L, H, H)),  # solve-ready chol(Σ_{ℓ-1})
-            LT=jnp.broadcast_to(eyeH, (L, H, H)),  # solve-ready chol(Θ_ℓ)
-            Sig=jnp.zeros((L, H, H), dtype),  # rows of Σ (lower triangle incl. diagonal)
-            The=jnp.zeros((L, H, H), dtype),
-            c=jnp.zeros((H,), dtype),  # ℓ'_i / B
-        )
-        if st.record_paths:
-            state["Hp"] = jnp.zeros((L + 1, H, P), dtype)
+        def pack(x):
+            x = x.astype(sdt)
+            return jax.lax.bitcast_convert_type(x, cdt) if cdt != sdt else x
 
-        def step(state, xs):
-            s, x, y = xs  # x (B, d), y (B,)
+        def unpack(x):
+            x = jax.lax.bitcast_convert_type(x, sdt) if cdt != sdt else x
+            return x.astype(dtype)
+
+        self.pack, self.unpack = pack, unpack
+        m = st.refine
+
+        def pc(x, axis=-1):
+            """Shard ``axis`` (the particle axis) of x over the mesh; identity without one."""
+            if st.mesh is None:
+                return x
+            spec = [None] * x.ndim
+            spec[axis] = "particles"
+            return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec(*spec)))
+
+        def rep(x):
+            if st.mesh is None:
+                return x
+            return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec()))
+
+        self.pc = pc
+
+        def normals(k, l, s, rows):
+            """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
+            finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths.
+            A pure function of (key, l, s): threefry is counter-based, so the same numbers come back
+            when they are regenerated instead of stored, and on any number of devices."""
+            ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
+            z = jax.vmap(lambda kk: pc(jax.random.normal(kk, (rows, P), dtype)))(ks)
+            z = pc(jnp.sum(z, axis=0) / math.sqrt(m))
+            if self.round_noise:  # stored normals are what later steps see: use the stored values now too
+                z = z.astype(sdt).astype(dtype)
+            return z
+
+        def consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+            k_u, k_v, k_fwd, k_bwd, k_test = jax.random.split(key, 5)
+            return dict(
+                U=pc(jax.random.normal(k_u, (P, d), dtype), 0), v=pc(jax.random.normal(k_v, (P,), dtype), 0),
+                k_fwd=k_fwd, k_bwd=k_bwd, k_test=k_test, Xflat=Xs.reshape(H, d), Xs=Xs, Ys=Ys, Xt=Xt,
+                eta_in=rates[0], eta_hid=rates[1], eta_out=rates[2], sqrt_tau=sqrt_tau, tau=sqrt_tau * sqrt_tau,
+                tol=tol,
+            )
+
+        def init_state():
+            eyeH = jnp.eye(H, dtype=dtype)
+            z = lambda *shape: pc(jnp.zeros(shape, cdt))  # noqa: E731
+            state = dict(
+                Phi=z(L, H, P),  # φ(h^(i)_{ℓ-1}), ℓ = 1..L
+                G=z(L + 1, H, P),  # g^(i)_ℓ, ℓ = 0..L
+                hL=z(H, P),  # h^(i)_L
+                LS=rep(jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Σ_{ℓ-1})
+                LT=rep(jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Θ_ℓ)
+                Sig=rep(jnp.zeros((L, H, H), dtype)),  # rows of Σ (lower triangle incl. diagonal)
+                The=rep(jnp.zeros((L, H, H), dtype)),
+                c=rep(jnp.zeros((H,), dtype)),  # ℓ'_i / B
+            )
+            if st.noise == "store":
+                state["Xi"] = z(L, H, P)  # forward normals of W_ℓ
+                state["Xit"] = z(L, H, P)  # backward normals of W_ℓᵀ
+            if st.record_paths:
+                state["Hp"] = z(L + 1, H, P)
+            return state
+
+        def init_outs():
+            o = dict(f=jnp.zeros((steps, B), dtype), loss=jnp.zeros((steps, B), dtype),
+                     fratio=jnp.zeros((steps, L), dtype), bratio=jnp.zeros((steps, L), dtype),
+                     fdrop=jnp.zeros((steps,), jnp.int32), bdrop=jnp.zeros((steps,), jnp.int32))
+            if N:
+                o["ftest"] = jnp.zeros((steps, N), dtype)
+            return {k: rep(v) for k, v in o.items()}
+
+        def hist(state, name, l):
+            """Layer l of a stored history in the compute dtype."""
+            return self.unpack(state[name][l])
+
+        def noise_left(state, name, key, l, s, AT):
+            """AT (R, H) @ ξ_l (H, P): rows of ξ of the samples of steps < s (later rows of AT are 0)."""
+            if st.noise == "store":
+                return AT @ hist(state, name, l)
+
+            def body(j, acc):
+                return acc + jax.lax.dynamic_slice_in_dim(AT, j * B, B, axis=1) @ normals(key, l, j, B)
+
+            return jax.lax.fori_loop(0, s, body, pc(jnp.zeros((AT.shape[0], P), dtype)))
+
+        def noise_right(state, name, key, l, s, F):
+            """ξ_l (H, P) @ F.T (P, M) for the samples of steps < s (other rows 0)."""
+            if st.noise == "store":
+                return hist(state, name, l) @ F.T
+
+            def body(j, acc):
+                return jax.lax.dynamic_update_slice_in_dim(acc, normals(key, l, j, B) @ F.T, j * B, axis=0)
+
+            return jax.lax.fori_loop(0, s, body, jnp.zeros((H, F.shape[0]), dtype))
+
+        def step(state, s, x, y, cs):
+            """One SGD step s (samples s·B..s·B+B-1): returns the new state and this step's outputs."""
+            phi, dphi = st.activation.fn, st.activation.deriv
+            sqrt_tau, tau, tol = cs["sqrt_tau"], cs["tau"], cs["tol"]
+            eta_hid = cs["eta_hid"]
             start = s * B
             c = state["c"]  # zero for samples of this and later steps
-            xin = jnp.concatenate([x, Xt], axis=0) if N else x  # (M, d)
+            xin = jnp.concatenate([x, cs["Xt"]], axis=0) if N else x  # (M, d)
             # ---- input layer ------------------------------------------------------------
-            xg = Xflat @ xin.T / d  # (H, M)
-            h0 = xin @ U.T / sqd - eta_in * (c[:, None] * xg).T @ state["G"][0]  # (M, P)
+            xg = cs["Xflat"] @ xin.T / d  # (H, M)
+            h0 = pc(xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ hist(state, "G", 0))
 
             # ---- forward, ℓ = 1..L --------------------------------------------------------
             def fwd(h, l):
-                Phi_l = state["Phi"][l]
-                Xi_l = state["Xi"][l]
-                G_l = state["G"][l + 1]
-                LS_l = state["LS"][l]
                 u = phi(h)  # (M, P)
-                r = Phi_l @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
+                r = hist(state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
                 snn = u[:B] @ u[:B].T / P
-                xi_new = normals(k_fwd, l, s, B)
-                zeta, rows, rows_solve, ratio, dropped = _grow(LS_l, r[:, :B], snn, Xi_l, xi_new, start, tol)
+                xi_new = normals(cs["k_fwd"], l, s, B)
+                A, D, rows_solve, ratio, dropped = _grow(state["LS"][l], r[:, :B], snn, start, tol)
+                zeta = noise_left(state, "Xi", cs["k_fwd"], l, s, A.T) + D @ xi_new
                 if N:
-                    xi_t = normals(k_test, l, s, N)
-                    var_t = jnp.mean(u[B:] ** 2, axis=1)
-                    zeta_t = _condition_each(LS_l, r[:, B:], var_t, Xi_l, xi_t)
+                    xi_t = normals(cs["k_test"], l, s, N)
+                    At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
+                    zeta_t = noise_left(state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
                     zeta = jnp.concatenate([zeta, zeta_t], axis=0)
                 coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
-                if exact:
+                if st.exact:
                     # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
-                    Et = state["Xit"][l] @ u.T / P  # (H, M)
-                    cs = solve_triangular(state["LT"][l], Et, lower=True, trans="T")
-                    coef = coef + sqrt_tau * cs.T
-                hn = h + sqrt_tau * zeta + coef @ G_l
+                    Et = noise_right(state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+                    coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+                hn = pc(h + sqrt_tau * zeta + coef @ hist(state, "G", l + 1))
                 sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
                 out = (u[:B], h[:B], xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
                 return hn, out
 
             hLn, (u_new, hprev, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(L))
-            Phi = jax.lax.dynamic_update_slice(state["Phi"], u_new, (0, start, 0))
-            Xi = jax.lax.dynamic_update_slice(state["Xi"], xi_new, (0, start, 0))
-            LS = jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0))
-            Sig = jax.lax.dynamic_update_slice(state["Sig"], Sig_rows, (0, start, 0))
+            new = dict(
+                Phi=jax.lax.dynamic_update_slice(state["Phi"], pack(u_new), (0, start, 0)),
+                LS=jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0)),
+                Sig=jax.lax.dynamic_update_slice(state["Sig"], Sig_rows, (0, start, 0)),
+            )
+            if st.noise == "store":
+                new["Xi"] = jax.lax.dynamic_update_slice(state["Xi"], pack(xi_new), (0, start, 0))
 
             # ---- output ------------------------------------------------------------------
-            gL = v - eta_out * (c @ state["hL"])  # (P,)
+            gL = cs["v"] - cs["eta_out"] * (c @ unpack(state["hL"]))  # (P,)
             f_all = hLn @ gL / P  # (M,)
             f = f_all[:B]
             lp = loss_grad(st.loss, f, y)
@@ -288,76 +378,135 @@ def _build(st: _Static):
 
             # ---- backward, ℓ = L..1 (training paths only) ----------------------------------
             def bwd(g, xs_l):
-                l, hp = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}
-                G_l = state["G"][l + 1]
-                Xit_l = state["Xit"][l]
-                LT_l = state["LT"][l]
-                Phi_l = Phi[l]  # includes this step's rows
-                tr = G_l @ g.T / P  # (H, B): Θ[i, new], zero for i ≥ start
+                l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
+                tr = hist(state, "G", l + 1) @ g.T / P  # (H, B): Θ[i, new], zero for i ≥ start
                 tnn = g @ g.T / P
-                xit_new = normals(k_bwd, l, s, B)
-                zt, rows, rows_solve, ratio, dropped = _grow(LT_l, tr, tnn, Xit_l, xit_new, start, tol)
+                xit_new = normals(cs["k_bwd"], l, s, B)
+                A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
+                zt = noise_left(state, "Xit", cs["k_bwd"], l, s, A.T) + D @ xit_new
                 coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
-                if exact:
+                if st.exact:
                     # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
-                    Ef = Xi[l] @ g.T / P  # (H, B)
-                    es = solve_triangular(LS[l], Ef, lower=True, trans="T")
+                    if st.noise == "store":
+                        Ef = hist(new, "Xi", l) @ g.T / P  # (H, B), includes this step's rows
+                    else:
+                        Ef = noise_right(state, "Xi", cs["k_fwd"], l, s, g)
+                        Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ g.T, start, axis=0) / P
+                    es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
                     coef = coef + sqrt_tau * es.T
-                gn = g + dphi(hp) * (sqrt_tau * zt + coef @ Phi_l)
+                gn = pc(g + dphi(hp) * (sqrt_tau * zt + coef @ hist(new, "Phi", l)))
                 the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
                 return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped))
 
-            gLB = jnp.broadcast_to(gL, (B, P))
+            gLB = pc(jnp.broadcast_to(gL, (B, P)))
             g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop) = jax.lax.scan(
-                bwd, gLB, (jnp.arange(L), hprev), reverse=True
+                bwd, gLB, (jnp.arange(L), hprev, xi_new), reverse=True
             )
             G_new = jnp.concatenate([g0[None], g_new], axis=0)  # (L+1, B, P)
-            new = dict(
-                Phi=Phi,
-                Xi=Xi,
-                LS=LS,
-                Sig=Sig,
-                G=jax.lax.dynamic_update_slice(state["G"], G_new, (0, start, 0)),
-                hL=jax.lax.dynamic_update_slice(state["hL"], hLn[:B], (start, 0)),
-                Xit=jax.lax.dynamic_update_slice(state["Xit"], xit_new, (0, start, 0)),
+            new.update(
+                G=jax.lax.dynamic_update_slice(state["G"], pack(G_new), (0, start, 0)),
+                hL=jax.lax.dynamic_update_slice(state["hL"], pack(hLn[:B]), (start, 0)),
                 LT=jax.lax.dynamic_update_slice(state["LT"], LT_rows, (0, start, 0)),
                 The=jax.lax.dynamic_update_slice(state["The"], The_rows, (0, start, 0)),
                 c=jax.lax.dynamic_update_slice(c, (lp / B).astype(dtype), (start,)),
             )
+            if st.noise == "store":
+                new["Xit"] = jax.lax.dynamic_update_slice(state["Xit"], pack(xit_new), (0, start, 0))
             if st.record_paths:
                 Hn = jnp.concatenate([hprev, hLn[None, :B]], axis=0)
-                new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], Hn, (0, start, 0))
-            out = dict(f=f, loss=lval, fratio=fratio, bratio=bratio, fdrop=jnp.sum(fdrop), bdrop=jnp.sum(bdrop))
+                new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], pack(Hn), (0, start, 0))
+            new = {k: (pc(v) if k in _PARTICLE_KEYS else v) for k, v in new.items()}
+            out = dict(f=f, loss=lval, fratio=fratio, bratio=bratio, fdrop=jnp.sum(fdrop).astype(jnp.int32),
+                       bdrop=jnp.sum(bdrop).astype(jnp.int32))
             if N:
                 out["ftest"] = f_all[B:]
             return new, out
 
-        state, outs = jax.lax.scan(step, state, (jnp.arange(steps), Xs, Ys))
-        res = dict(outs=outs, Sig=state["Sig"], The=state["The"])
-        if st.record_paths:
-            res["Hp"] = state["Hp"]
-            res["G"] = state["G"]
-        return res
+        def run(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+            """The whole run as one scan (differentiable; used by nfd.limit_loss_and_grad)."""
+            TRACE_COUNT[0] += 1
+            cs = consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol)
+            state, outs = jax.lax.scan(lambda S, xs: step(S, xs[0], xs[1], xs[2], cs), init_state(),
+                                       (jnp.arange(steps), Xs, Ys))
+            res = dict(outs=outs, Sig=state["Sig"], The=state["The"])
+            if st.record_paths:
+                res["Hp"] = state["Hp"]
+                res["G"] = state["G"]
+            return res
 
-    return jax.jit(run)
+        def advance(carry, s0, s1, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+            """Steps s0..s1-1 from the carry (state, outputs) after step s0 (traced bounds: one
+            program serves every split of the run, which makes resuming bit-identical)."""
+            TRACE_COUNT[0] += 1
+            cs = consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol)
+
+            def body(s, carry):
+                state, buf = carry
+                state, out = step(state, s, Xs[s], Ys[s], cs)
+                buf = {k: jax.lax.dynamic_update_index_in_dim(buf[k], out[k].astype(buf[k].dtype), s, 0)
+                       for k in buf}
+                return state, buf
+
+            return jax.lax.fori_loop(s0, s1, body, carry)
+
+        self.run = jax.jit(run)
+        self.init = jax.jit(lambda: (init_state(), init_outs()))
+        self.advance = jax.jit(advance)
+        self.advance_donating = jax.jit(advance, donate_argnums=(0,))
+
+    def shardings(self, carry):
+        """The sharding of every array of a carry (for placing a loaded checkpoint)."""
+        st = self.st
+        if st.mesh is None:
+            return None
+        state, buf = carry
+
+        def spec(name, a):
+            if name in _PARTICLE_KEYS:
+                return NamedSharding(st.mesh, PartitionSpec(*([None] * (a.ndim - 1)), "particles"))
+            return NamedSharding(st.mesh, PartitionSpec())
+
+        return ({k: spec(k, v) for k, v in state.items()}, {k: spec("", v) for k, v in buf.items()})
 
 
 @functools.lru_cache(maxsize=32)
+def _program(st: _Static) -> _Program:
+    return _Program(st)
+
+
 def _compiled(st: _Static):
-    return _build(st)
+    """The whole-run program (one scan; differentiable) of a problem size."""
+    return _program(st).run
 
 
-def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, exact=False, record_paths=False, itemsize=4):
-    """Bytes :func:`solve_particles` needs: the per-sample particle histories
-    ((3 or 4)·L + 2 arrays of K×P, plus L+1 more with ``record_paths``), four L×K×K
-    kernel/Cholesky arrays, U (P×d) and per-layer temporaries, with 25% slack."""
+def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, exact=False, record_paths=False,
+                             itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False):
+    """Bytes :func:`solve_particles` needs, estimated before anything is compiled.
+
+    Counted: the per-sample particle histories in ``storage_itemsize`` bytes (φ(h) L, g L+1, h_L 1,
+    plus the normals ξ, ξ̃ 2L with ``noise="store"``, plus L+1 with ``record_paths``; each K×P),
+    four L×K×K kernel/Cholesky arrays, U (P×d) and per-layer temporaries, with 25% slack.  With
+    ``devices`` = D the particle arrays are split D ways and the L×K×K arrays are replicated:
+    the result is the total over devices, or (``per_device=True``) one device's share.
+
+    Example:
+        >>> a = estimate_particle_memory(particles=2**16, depth=64, samples=256, input_dim=10)
+        >>> b = estimate_particle_memory(particles=2**16, depth=64, samples=256, input_dim=10,
+        ...                              storage_itemsize=2, noise="regenerate")
+        >>> round(a / b, 1)
+        3.6
+    """
     P, L, H = particles, depth, samples
-    n = (3 * L + 2 + (L if exact else 0)) * H * P
-    if record_paths:
-        n += (L + 1) * H * P
-    n += 4 * L * H * H
-    n += P * input_dim + 8 * (H + n_test + 8) * P + L * (H + n_test) * P // max(H, 1)
-    return int(1.25 * n * itemsize)
+    s_item = itemsize if storage_itemsize is None else storage_itemsize
+    hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)) * H * P * s_item
+    kernels = 4 * L * H * H * itemsize
+    temps = (P * input_dim + 8 * (H + n_test + 8) * P + L * (H + n_test) * P // max(H, 1)) * itemsize
+    if s_item != itemsize:
+        temps += 2 * H * P * itemsize  # one layer's history widened to the compute precision
+    del exact  # the exact mode needs no extra storage
+    D = max(int(devices), 1)
+    share = hist / D + kernels + temps / D
+    return int(1.25 * (share if per_device else share * D))
 
 
 def _sym(A):
@@ -366,7 +515,223 @@ def _sym(A):
     return low + np.swapaxes(np.tril(A, -1), -1, -2)
 
 
-def solve_particles_network(
+@dataclasses.dataclass(frozen=True)
+class ParticleState:
+    """The state of a particle solve after ``step`` SGD steps (see :class:`ParticleProblem`).
+
+    Attributes:
+        step: number of SGD steps done (0..steps).
+        carry: (state, outputs) pytrees of jax arrays: the particle histories (L, K, P), the
+            kernels and Cholesky rows (L, K, K) and the per-step outputs filled up to ``step``.
+        fingerprint: hash of the problem (network, data, seed, options) it belongs to.
+    """
+
+    step: int
+    carry: Any
+    fingerprint: str
+
+
+_CKPT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ParticleProblem:
+    """A validated particle solve that runs in pieces: checkpoint and resume long solves.
+
+    Built by :func:`particle_problem` (same arguments as :func:`solve_particles_network`).
+    ``advance`` runs SGD steps with one compiled program whose loop bounds are traced, so any
+    split of the run (…→ step k → save → load → …) gives results bit-identical to one
+    uninterrupted run; :func:`solve_particles` with ``checkpoint=`` uses exactly this.
+
+    Example:
+        >>> import numpy as np, nfd, tempfile, os
+        >>> X = np.random.default_rng(0).normal(size=(6, 2)); Y = X[:, 0]
+        >>> net = nfd.ResNet(depth=4, input_dim=2, activation="tanh", lr=0.5)
+        >>> prob = particle_problem(net, X, Y, particles=256)
+        >>> s = prob.advance(prob.init(), 4)                  # steps 0..3
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz"); prob.save(s, path)
+        >>> done = prob.advance(prob.load(path))             # steps 4..5, e.g. in a new process
+        >>> full = prob.advance(prob.init())
+        >>> bool(np.array_equal(prob.solution(done).outputs, prob.solution(full).outputs))
+        True
+    """
+
+    network: ResNet
+    static: _Static
+    args: tuple  # (key, Xs, Ys, Xt, rates, sqrt_tau, tol) as jax arrays
+    options: dict
+    fingerprint: str
+
+    @property
+    def steps(self) -> int:
+        """Number of SGD steps of the whole run."""
+        return self.static.steps
+
+    def init(self) -> ParticleState:
+        """The state before the first step (zeros; the particles' initial weights come from the seed)."""
+        return ParticleState(0, _program(self.static).init(), self.fingerprint)
+
+    def _check(self, state):
+        if not isinstance(state, ParticleState):
+            raise ValueError(f"state must be a ParticleState, got {type(state).__name__}")
+        if state.fingerprint != self.fingerprint:
+            raise ValueError("state belongs to a different problem (network, data, seed or options differ)")
+
+    def advance(self, state: ParticleState, steps: int | None = None, *, donate: bool = False) -> ParticleState:
+        """Run ``steps`` more SGD steps (default: to the end).  ``donate=True`` lets the new state
+        reuse the old one's memory (the old state must not be used afterwards)."""
+        self._check(state)
+        left = self.steps - state.step
+        n = left if steps is None else steps
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= left:
+            raise ValueError(f"steps must be an integer in [0, {left}] (steps left), got {steps!r}")
+        if n == 0:
+            return state
+        prog = _program(self.static)
+        fn = prog.advance_donating if donate else prog.advance
+        s0 = jnp.asarray(state.step)  # the default integer type, like the scan counter of `run`
+        carry = fn(state.carry, s0, s0 + int(n), *self.args)
+        return ParticleState(state.step + int(n), carry, self.fingerprint)
+
+    def save(self, state: ParticleState, path) -> None:
+        """Write ``state`` to ``path`` (NPZ, raw bytes of every array, so bit-exact in any storage
+        dtype) atomically (a temporary file renamed into place).  On several hosts every process
+        must call it (the particle shards are gathered); process 0 writes."""
+        import json
+        import os
+
+        self._check(state)
+        state_d, buf = state.carry
+        arrays, dtypes = {}, {}
+        for group, d_ in (("state", state_d), ("outs", buf)):
+            for k, v in d_.items():
+                a = np.ascontiguousarray(to_host(v))
+                name = f"{group}/{k}"
+                dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
+                arrays[name] = a.reshape(-1).view(np.uint8)
+        meta = dict(version=_CKPT_VERSION, step=state.step, fingerprint=self.fingerprint, dtypes=dtypes,
+                    steps=self.steps, particles=self.static.P, depth=self.static.L)
+        if jax.process_index() != 0:
+            return
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        os.replace(tmp, path)
+
+    def load(self, path) -> ParticleState:
+        """Read a state written by :meth:`save` (refused if it belongs to another problem).  The
+        arrays are placed on this problem's devices, so a run checkpointed on D devices can resume
+        on another number of devices (then equal to round-off, not bit for bit)."""
+        import json
+
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["__meta__"].tobytes().decode())
+            if meta.get("version") != _CKPT_VERSION:
+                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
+            if meta["fingerprint"] != self.fingerprint:
+                raise ValueError(
+                    f"{path}: the checkpoint belongs to a different problem (network, data, seed or options "
+                    f"differ; it has particles={meta.get('particles')}, depth={meta.get('depth')}, "
+                    f"steps={meta.get('steps')}); delete it or pass another checkpoint path")
+            groups = {"state": {}, "outs": {}}
+            for name, (dt, shape) in meta["dtypes"].items():
+                g, k = name.split("/", 1)
+                groups[g][k] = z[name].view(jnp.dtype(dt)).reshape(shape)
+        carry = (groups["state"], groups["outs"])
+        sh = _program(self.static).shardings(carry)
+        if sh is None:
+            carry = jax.tree_util.tree_map(jnp.asarray, carry)
+        else:
+            carry = jax.tree_util.tree_map(
+                lambda a, s: jax.make_array_from_callback(a.shape, s, lambda idx, a=a: a[idx]), carry, sh)
+        return ParticleState(int(meta["step"]), carry, self.fingerprint)
+
+    def solution(self, state: ParticleState) -> ParticleSolution:
+        """The :class:`ParticleSolution` of a finished run (``state.step == steps``)."""
+        self._check(state)
+        if state.step != self.steps:
+            raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
+        st, o = self.static, self.options
+        state_d, buf = state.carry
+        outs = {k: to_host(v) for k, v in buf.items()}
+        B, L = st.B, st.L
+        K = st.steps * B
+        f = outs["f"].reshape(K)
+        _check_divergence(f, B, self.network, o["on_divergence"])
+
+        fratio = outs["fratio"]  # (steps, L)
+        bratio = outs["bratio"]
+        dropped = (int(outs["fdrop"].sum()), int(outs["bdrop"].sum()))
+        if dropped != (0, 0):
+            sf = np.nonzero(outs["fdrop"])[0]
+            sb = np.nonzero(outs["bdrop"])[0]
+            first = int(min([*sf[:1], *sb[:1]]))
+            which = "Σ" if (len(sf) and sf[0] == first) else "Θ"
+            layer = int(np.argmin(fratio[first] if which == "Σ" else bratio[first])) + 1
+            msg = (
+                f"solve_particles: near-singular {which} at step {first} (layer {layer}); "
+                f"{dropped[0]} forward and {dropped[1]} backward Gaussian directions were dropped as exact linear "
+                "combinations of earlier ones (identical or nearly collinear samples, a small learning rate, "
+                "or more samples than particles)"
+            )
+            if "output" in self.network.frozen or "hidden" in self.network.frozen:
+                msg += "; with frozen output/hidden weights the backward kernel Θ is singular by construction"
+            if o["on_singular"] == "raise":
+                raise SingularCovarianceError(msg, step=first, layer=layer, which=which)
+            if o["on_singular"] == "warn":
+                warnings.warn(msg, stacklevel=4)
+
+        Sig = _sym(to_host(state_d["Sig"]))
+        The = _sym(to_host(state_d["The"]))
+        if o["eigenvalues"]:
+            s_eig = np.linalg.eigvalsh(Sig.astype(np.float64))[:, 0]
+            t_eig = np.linalg.eigvalsh(The.astype(np.float64))[:, 0]
+        else:
+            s_eig = t_eig = np.full(L, np.nan)
+        feats = grads = None
+        if st.record_paths:
+            prog = _program(st)
+            feats = np.swapaxes(to_host(prog.unpack(state_d["Hp"])), 0, 1)
+            grads = np.swapaxes(to_host(prog.unpack(state_d["G"])), 0, 1)
+        return ParticleSolution(
+            outputs=f,
+            losses=outs["loss"].reshape(K),
+            test_outputs=outs.get("ftest"),
+            sigma=Sig,
+            theta=The,
+            sigma_min_eig=s_eig,
+            theta_min_eig=t_eig,
+            sigma_min_pivot=fratio.min(axis=0),
+            theta_min_pivot=bratio.min(axis=0),
+            dropped_pivots=dropped,
+            features=feats,
+            grads=grads,
+            network=self.network,
+            config=dict(o["config"]),
+        )
+
+
+def _check_divergence(f, B, net, on_divergence, upto=None):
+    """Raise (or warn) at the first step whose output is not finite."""
+    f = f if upto is None else f[:upto]
+    if np.all(np.isfinite(f)):
+        return
+    k = int(np.argmax(~np.isfinite(f)))
+    msg = (
+        f"solve_particles diverged: f̂ became non-finite at step {k // B} (sample {k}); "
+        f"try a smaller lr (lr={net.lr}) or check the data scale; if the finite network does not "
+        "diverge, the cause is roundoff in near-singular kernels: use dtype=float64 or a larger singular_tol"
+    )
+    if on_divergence == "raise":
+        raise DivergenceError(msg, step=k // B, quantity="output f̂")
+    warnings.warn(msg, stacklevel=4)
+
+
+_STORAGE = ("float64", "float32", "bfloat16", "float16")
+
+
+def particle_problem(
     net: ResNet,
     X,
     Y,
@@ -384,10 +749,14 @@ def solve_particles_network(
     on_divergence: str = "raise",
     eigenvalues: bool = True,
     noise_depth: int | None = None,
-) -> ParticleSolution:
-    """Solve the NFD particle recursion of ``net`` (``net.width`` must be ``None``).
+    devices=None,
+    storage_dtype=None,
+    noise: str = "store",
+) -> ParticleProblem:
+    """Validate a particle solve of ``net`` (``net.width`` must be ``None``) and estimate its memory.
 
-    See :func:`solve_particles` for the arguments.
+    See :func:`solve_particles` for the arguments.  Returns a :class:`ParticleProblem`, which
+    runs the solve in pieces (``init`` / ``advance`` / ``save`` / ``load`` / ``solution``).
     """
     if net.width is not None:
         raise ValueError("width: the particle solver describes the infinite-width limit; pass a ResNet with width=None")
@@ -409,15 +778,30 @@ def solve_particles_network(
         raise ValueError(f"on_singular must be 'warn', 'regularize' or 'raise', got {on_singular!r}")
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
+    if noise not in ("store", "regenerate"):
+        raise ValueError(f"noise must be 'store' or 'regenerate', got {noise!r}")
     X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
     X_test = check_test_inputs(X_test, net.input_dim)
-    dtype = jnp.dtype(dtype)
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (jnp.float32, jnp.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    if storage_dtype is None:
+        sdt = dtype
+    else:
+        try:
+            sdt = jnp.dtype(storage_dtype)
+        except TypeError:
+            sdt = None
+        if sdt is None or sdt.name not in _STORAGE or sdt.itemsize > dtype.itemsize:
+            raise ValueError(f"storage_dtype must be one of {_STORAGE} and no wider than dtype={dtype.name}, "
+                             f"got {storage_dtype!r}")
     if singular_tol is None:
         # ≈100× the roundoff level of a Schur complement computed from particle Gram matrices
         # (measured: −1e-6 relative in float32); ill-conditioned Θ_L (g^(k)_L = v − Σ c_i h^(i)_L
@@ -436,101 +820,111 @@ def solve_particles_network(
         noise_depth = L
     if isinstance(noise_depth, bool) or not isinstance(noise_depth, (int, np.integer)) or noise_depth % L:
         raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
-    est = estimate_particle_memory(
-        particles=P, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
-        record_paths=record_paths, itemsize=dtype.itemsize,
-    )
-    check_memory(
-        est, what="solve_particles",
-        hint=f"particles={P}, depth={L}, samples={K}, backward={backward!r}; memory grows as L·K·P + L·K²",
-        limit_bytes=max_memory,
-    )
+    devs = resolve_devices(devices)
+    D = 1 if devs is None else len(devs)
+    if devs is not None:
+        check_divisible(P, devs, "particles")
+    est_kw = dict(particles=P, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
+                  record_paths=record_paths, itemsize=dtype.itemsize, storage_itemsize=sdt.itemsize, noise=noise,
+                  devices=D)
+    est = estimate_particle_memory(**est_kw)
+    est_dev = estimate_particle_memory(**est_kw, per_device=True)
+    hint = (f"particles={P}, depth={L}, samples={K}, backward={backward!r}, devices={D}; memory grows as "
+            "L·K·P + L·K²; storage_dtype='bfloat16' and noise='regenerate' reduce the L·K·P part, and more "
+            "devices split it")
+    if devs is not None and devs[0].platform != "cpu":
+        check_memory(est_dev, what="solve_particles (per device)", hint=hint,
+                     limit_bytes=max_memory if max_memory is not None else device_memory_limit(devs[0]))
+    else:  # host devices share this machine's memory
+        check_memory(est, what="solve_particles", hint=hint, limit_bytes=max_memory)
     if K > P:
         warnings.warn(
             f"solve_particles: {K} samples but only {P} particles; the particle kernels Σ, Θ have rank ≤ P, "
             "so later Gaussian directions are degenerate. Use particles > number of samples.",
-            stacklevel=2,
+            stacklevel=3,
         )
 
     st = _Static(
         P=P, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
         loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
+        storage=None if sdt == dtype else sdt, noise=noise, mesh=None if devs is None else make_mesh(devs, "particles"),
     )
-    run = _compiled(st)
-    rates = jnp.asarray(
-        [0.0 if g in net.frozen else net.lr for g in ("input", "hidden", "output")], dtype
+    rates = np.asarray([0.0 if g in net.frozen else net.lr for g in ("input", "hidden", "output")], np.float64)
+    Xs = X.reshape(steps, B, -1)
+    Ys = Y.reshape(steps, B)
+    Xt = X_test if N else np.zeros((0, net.input_dim))
+    sqrt_tau = math.sqrt(net.tau)
+    args = (jax.random.PRNGKey(int(seed)), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
+            jnp.asarray(rates, dtype), jnp.asarray(sqrt_tau, dtype), jnp.asarray(singular_tol, dtype))
+    import hashlib
+
+    h = hashlib.sha256()
+    ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
+    h.update(repr((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol), _CKPT_VERSION)).encode())
+    for a in (Xs, Ys, Xt):
+        h.update(np.ascontiguousarray(a, np.float64).tobytes())
+    config = dict(
+        particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
+        singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
+        storage_dtype=sdt.name, noise=noise, devices=D,
     )
-    Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
-    Ys = jnp.asarray(Y.reshape(steps, B), dtype)
-    Xt = jnp.asarray(X_test if N else np.zeros((0, net.input_dim)), dtype)
-    res = run(jax.random.PRNGKey(int(seed)), Xs, Ys, Xt, rates, jnp.asarray(math.sqrt(net.tau), dtype),
-              jnp.asarray(singular_tol, dtype))
-    res = jax.tree_util.tree_map(np.asarray, res)
-    outs = res["outs"]
-    f = outs["f"].reshape(K)
-    if not np.all(np.isfinite(f)):
-        k = int(np.argmax(~np.isfinite(f)))
-        msg = (
-            f"solve_particles diverged: f̂ became non-finite at step {k // B} (sample {k}); "
-            f"try a smaller lr (lr={net.lr}) or check the data scale; if the finite network does not "
-            "diverge, the cause is roundoff in near-singular kernels: use dtype=float64 or a larger singular_tol"
-        )
-        if on_divergence == "raise":
-            raise DivergenceError(msg, step=k // B, quantity="output f̂")
-        warnings.warn(msg, stacklevel=2)
+    options = dict(on_singular=on_singular, on_divergence=on_divergence, eigenvalues=bool(eigenvalues),
+                   config=config, memory_estimate_bytes=est, memory_per_device_bytes=est_dev)
+    return ParticleProblem(network=net, static=st, args=args, options=options, fingerprint=h.hexdigest()[:32])
 
-    fratio = outs["fratio"]  # (steps, L)
-    bratio = outs["bratio"]
-    dropped = (int(outs["fdrop"].sum()), int(outs["bdrop"].sum()))
-    if dropped != (0, 0):
-        sf = np.nonzero(outs["fdrop"])[0]
-        sb = np.nonzero(outs["bdrop"])[0]
-        first = int(min([*sf[:1], *sb[:1]]))
-        which = "Σ" if (len(sf) and sf[0] == first) else "Θ"
-        layer = int(np.argmin(fratio[first] if which == "Σ" else bratio[first])) + 1
-        msg = (
-            f"solve_particles: near-singular {which} at step {first} (layer {layer}); "
-            f"{dropped[0]} forward and {dropped[1]} backward Gaussian directions were dropped as exact linear "
-            "combinations of earlier ones (identical or nearly collinear samples, a small learning rate, "
-            "or more samples than particles)"
-        )
-        if "output" in net.frozen or "hidden" in net.frozen:
-            msg += "; with frozen output/hidden weights the backward kernel Θ is singular by construction"
-        if on_singular == "raise":
-            raise SingularCovarianceError(msg, step=first, layer=layer, which=which)
-        if on_singular == "warn":
-            warnings.warn(msg, stacklevel=3)
 
-    Sig = _sym(res["Sig"])
-    The = _sym(res["The"])
-    if eigenvalues:
-        s_eig = np.linalg.eigvalsh(Sig.astype(np.float64))[:, 0]
-        t_eig = np.linalg.eigvalsh(The.astype(np.float64))[:, 0]
+def solve_particles_network(
+    net: ResNet,
+    X,
+    Y,
+    *,
+    particles: int,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    progress: bool = False,
+    **kwargs,
+) -> ParticleSolution:
+    """Solve the NFD particle recursion of ``net`` (``net.width`` must be ``None``).
+
+    See :func:`solve_particles` for the arguments.
+    """
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer (steps), got {checkpoint_every!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
+    prob = particle_problem(net, X, Y, particles=particles, **kwargs)
+    steps = prob.steps
+    import os
+
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = prob.load(checkpoint)
+        if progress:
+            print(f"solve_particles: resuming from {checkpoint} at step {state.step}/{steps}", file=sys.stderr)
     else:
-        s_eig = t_eig = np.full(L, np.nan)
-    feats = grads = None
-    if record_paths:
-        feats = np.swapaxes(res["Hp"], 0, 1)
-        grads = np.swapaxes(res["G"], 0, 1)
-    return ParticleSolution(
-        outputs=f,
-        losses=outs["loss"].reshape(K),
-        test_outputs=outs.get("ftest"),
-        sigma=Sig,
-        theta=The,
-        sigma_min_eig=s_eig,
-        theta_min_eig=t_eig,
-        sigma_min_pivot=fratio.min(axis=0),
-        theta_min_pivot=bratio.min(axis=0),
-        dropped_pivots=dropped,
-        features=feats,
-        grads=grads,
-        network=net,
-        config=dict(
-            particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
-            singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
-        ),
-    )
+        state = prob.init()
+    if checkpoint_every is not None:
+        chunk = int(checkpoint_every)
+    elif progress:
+        chunk = max(1, steps // 20)
+    else:
+        chunk = steps
+    B = prob.static.B
+    t0 = time.perf_counter()
+    done0 = state.step
+    while state.step < steps:
+        state = prob.advance(state, min(chunk, steps - state.step), donate=True)
+        if state.step < steps and prob.options["on_divergence"] == "raise":
+            f = to_host(state.carry[1]["f"]).reshape(-1)
+            _check_divergence(f, B, net, "raise", upto=state.step * B)
+        if checkpoint is not None:
+            prob.save(state, checkpoint)
+        if progress:
+            el = time.perf_counter() - t0
+            rate = el / max(state.step - done0, 1)
+            print(f"solve_particles: step {state.step}/{steps}  {el:.1f} s elapsed, ~{rate * (steps - state.step):.0f} s "
+                  "left", file=sys.stderr, flush=True)
+    return prob.solution(state)
 
 
 def solve_particles(
@@ -585,6 +979,21 @@ def solve_particles(
             different depths with the same ``seed`` and ``noise_depth`` share one Brownian path
             (common random numbers: the Euler–Maruyama error is measured without particle noise).
             Default ``depth`` (m = 1).
+        devices: ``None`` (default device), ``"all"`` or a list of devices: shard the particles over
+            a 1-D ``jax.sharding`` mesh with axis ``"particles"`` (particle means become all-reduces;
+            ``particles`` must be a multiple of the device count).  After ``jax.distributed.initialize()``
+            ``"all"`` spans every host (docs/scaling.md).  Equal to the one-device solve to round-off.
+        storage_dtype: precision of the stored particle histories (O(L·K·P), the bulk of the memory):
+            ``None`` (= ``dtype``), ``"bfloat16"`` or ``"float16"``; arithmetic stays in ``dtype``.  The
+            error this adds is measured in docs/scaling.md (well below the Monte-Carlo error there).
+        noise: ``"store"`` (default) keeps the normals ξ, ξ̃ (2·L·K·P numbers); ``"regenerate"``
+            recomputes them from their counter-based keys when needed (same numbers; about half the
+            memory, more time).
+        checkpoint: path of a checkpoint file: if it exists the solve resumes from it (it must belong
+            to the same problem), and the state is written there every ``checkpoint_every`` steps and
+            at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
+        checkpoint_every: steps between checkpoints (needs ``checkpoint``).
+        progress: print the step, elapsed and remaining time to stderr (about 20 times per run).
 
     Returns:
         :class:`ParticleSolution` with ``.outputs`` of shape (K,).
@@ -605,3 +1014,4 @@ def solve_particles(
         loss=loss,
     )
     return solve_particles_network(net, X, Y, particles=particles, backward=backward, seed=seed, **kwargs)
+
