@@ -97,15 +97,18 @@ def shard_along(array, mesh, axis, axis_name):
 
 
 def _fetch(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
         from jax.experimental import multihost_utils
 
-        # a global array of a multi-process mesh: every process gets the whole value
+        # split over devices of several processes: a collective (every process calls it, in the
+        # same order) after which each process holds the whole value
         return multihost_utils.process_allgather(x, tiled=True)
+    # local, or replicated on every device (then each process reads its own copy)
     return np.asarray(x)
 
 
 def to_host(tree):
-    """Numpy copy of every array in ``tree``, gathered from all processes where an array spans
-    devices of other processes (every process receives the full value)."""
+    """Numpy copy of every array in ``tree``.  An array split over devices of several processes
+    is gathered (``process_allgather``), so every process receives the full value; a replicated
+    one is read from this process's own copy.  All processes must call it on the same tree."""
     return jax.tree_util.tree_map(_fetch, tree)

@@ -32,6 +32,7 @@ from .._errors import DivergenceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_memory, format_bytes
 from .._model import ResNet
+from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
 from .._validate import check_data, check_seeds, check_test_inputs
 
 __all__ = ["simulate", "simulate_network", "SimulationResult", "init_params", "RECORDABLE"]
@@ -293,18 +294,6 @@ def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, sam
     return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None, None)))
 
 
-def _seed_sharding(devices, seeds):
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    devs = jax.devices() if devices == "all" else list(devices)
-    if not devs:
-        raise ValueError("devices: empty device list")
-    if seeds % len(devs):
-        raise ValueError(f"seeds={seeds} must be a multiple of the number of devices ({len(devs)}) to shard them")
-    mesh = Mesh(np.array(devs), ("seeds",))
-    return NamedSharding(mesh, PartitionSpec("seeds"))
-
-
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
     """Bytes a simulation needs (history, initial weights, stash, recorded arrays)."""
     n, L, F = net.width, net.depth, _families(net.block)
@@ -381,6 +370,9 @@ def simulate_network(
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
     X_test = check_test_inputs(X_test, net.input_dim)
     seeds = check_seeds(seeds)
+    devs = resolve_devices(devices)
+    if devs is not None:
+        check_divisible(seeds, devs, "seeds")
     if isinstance(record, str):
         record = (record,)
     bad = [r for r in record if r not in RECORDABLE]
@@ -445,15 +437,15 @@ def simulate_network(
     t0 = time.perf_counter()
     if progress:
         print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
-    if devices is not None:
-        keys = jax.device_put(keys, _seed_sharding(devices, seeds))
+    if devs is not None:
+        keys = shard_along(keys, make_mesh(devs, "seeds"), 0, "seeds")
     state = init(keys)
     chunks = []
     for c in range(n_chunks):
         sl = slice(c * C, (c + 1) * C)
         state, outs_c = chunk(keys, state, jnp.arange(c * C, (c + 1) * C), jnp.asarray(Xp[sl], dtype),
                               jnp.asarray(Yp[sl], dtype), jnp.asarray(validp[sl]), Xt, rates)
-        chunks.append(jax.tree_util.tree_map(np.asarray, outs_c))
+        chunks.append(to_host(outs_c))
         if progress:
             done = min((c + 1) * C, steps)
             el = time.perf_counter() - t0

@@ -28,6 +28,7 @@ import numpy as np
 from .._errors import DivergenceError
 from .._memory import check_memory
 from .._model import MeanODEResNet
+from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
 from .._validate import check_seeds
 
 __all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data", "draw_weights"]
@@ -242,7 +243,8 @@ def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
 
 def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int = 1, seed: int = 0,
                             tied: bool = False, init=None, forward_steps=None, dtype=jnp.float32,
-                            keep_weights: bool = False, max_memory: int | None = None) -> ResNetResult:
+                            keep_weights: bool = False, max_memory: int | None = None,
+                            devices=None) -> ResNetResult:
     """Train ``seeds`` independent finite ResNets described by ``net`` (depth and hidden set).
 
     Args:
@@ -257,6 +259,9 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
         dtype: float32 (default) or float64.
         keep_weights: also return the weights after K steps (``.weights``).
         max_memory: memory limit in bytes (default 80% of RAM).
+        devices: ``None`` (default device), ``"all"`` or a list of ``jax`` devices: split the seeds
+            over them (a 1-D mesh with axis ``"seeds"``; each network lives on one device, so the
+            results are identical).  ``seeds`` must be a multiple of the device count.
 
     Returns:
         :class:`ResNetResult`.
@@ -277,6 +282,9 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
     seeds = check_seeds(seeds)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    devs = resolve_devices(devices)
+    if devs is not None:
+        check_divisible(seeds, devs, "seeds")
     fsteps = _check_forward_steps(forward_steps, steps)
     dt = _dtype(dtype)
     L, M = net.depth, net.hidden
@@ -300,6 +308,11 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
 
     budget = limit if limit is not None else int(0.4 * available_memory_bytes())
     chunk = max(1, min(seeds, budget // max(one, 1)))
+    mesh = None
+    if devs is not None:
+        # every chunk is split evenly over the devices (seeds is a multiple of their number)
+        chunk = max(len(devs), chunk - chunk % len(devs))
+        mesh = make_mesh(devs, "seeds")
 
     core = _jitted_core(net, L, steps, fsteps, False, True)
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
@@ -314,10 +327,12 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
             Vs = jnp.asarray(np.stack([w[1] for w in ws]), dt)
         else:
             Us, Vs = U0[idx], V0[idx]
+        if mesh is not None:
+            Us, Vs = shard_along(Us, mesh, 0, "seeds"), shard_along(Vs, mesh, 0, "seeds")
         out = core(Us, Vs, Xj, Yj, hyper)
         if not keep_weights:
             out = {k: v for k, v in out.items() if not k.startswith("final_")}
-        parts.append(jax.tree_util.tree_map(np.asarray, out))
+        parts.append(to_host(out))
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     wall = time.perf_counter() - t0
     raise_if_diverged(res["outputs"], res["losses"], what=f"ResNet (L={L}, M={M})")
@@ -334,12 +349,12 @@ def simulate_resnet(X, Y, *, depth: int, hidden: int, steps: int, activation="ta
                     alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None,
                     seeds: int = 1, seed: int = 0, tied: bool = False, init=None, forward_steps=None,
                     dtype=jnp.float32, keep_weights: bool = False,
-                    max_memory: int | None = None) -> ResNetResult:
+                    max_memory: int | None = None, devices=None) -> ResNetResult:
     """Train finite ResNets with hidden width M (Eq. 1/24) by full-batch GD, many seeds at once.
 
     Builds ``nfd.MeanODEResNet(dim=X.shape[1], depth, hidden, ...)`` (defaults: tanh, α = 1,
     σ_u = σ_v = √D, η_u = η_v = D, the setting of §2.4) and calls
-    :func:`simulate_resnet_network`.
+    :func:`simulate_resnet_network` (which documents ``devices``).
 
     Example:
         >>> import numpy as np
@@ -353,4 +368,4 @@ def simulate_resnet(X, Y, *, depth: int, hidden: int, steps: int, activation="ta
                         alpha=alpha, sigma_u=sigma_u, sigma_v=sigma_v, lr_u=lr_u, lr_v=lr_v)
     return simulate_resnet_network(net, X, Y, steps=steps, seeds=seeds, seed=seed, tied=tied, init=init,
                                    forward_steps=forward_steps, dtype=dtype, keep_weights=keep_weights,
-                                   max_memory=max_memory)
+                                   max_memory=max_memory, devices=devices)

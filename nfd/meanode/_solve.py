@@ -54,6 +54,7 @@ import numpy as np
 
 from .._memory import check_memory
 from .._model import MeanODEResNet
+from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
 from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_core, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
 
@@ -80,7 +81,7 @@ class MeanODEResult:
         replicate_outputs: (R, K+1, n, D) each replicate's outputs.
         network: the limit :class:`~nfd.MeanODEResNet` (depth = hidden = None).
         config: grid, particles, sampler, coupling, replicates, lazy, richardson, seed, dtype,
-            wall_time_s.
+            devices (how many the particles were split over), wall_time_s.
     """
 
     outputs: np.ndarray
@@ -160,12 +161,21 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
                            sampler: str = "sobol_antithetic", coupling: str = "independent",
                            replicates: int = 4, lazy: bool = False, richardson: bool = False,
                            seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
-                           max_memory: int | None = None) -> MeanODEResult:
+                           max_memory: int | None = None, devices=None) -> MeanODEResult:
     """Solve the Neural Mean ODE (or, ``lazy=True``, the Neural Tangent ODE) of ``net``.
 
     ``net.depth`` and ``net.hidden`` are ignored (the limit depends on neither).  See
     :func:`solve_mean_ode` for the arguments; ``particles_init`` = (U (P, p_u), V (P, p_v)) uses
     given particles (one replicate, shared over depth) instead of sampling.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> rng = np.random.default_rng(0); X, Y = rng.normal(size=(2, 4, 3))
+        >>> net = nfd.MeanODEResNet(dim=3)
+        >>> res = solve_mean_ode_network(net, X, Y, steps=3, grid=10, particles=32, replicates=2,
+        ...                              devices="all")  # P = 32 split over every device
+        >>> res.outputs.shape
+        (4, 4, 3)
     """
     if not isinstance(net, MeanODEResNet):
         raise ValueError(f"net must be an nfd.MeanODEResNet, got {type(net).__name__}")
@@ -203,6 +213,10 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
             if Q & (Q - 1):
                 raise ValueError(f"sampler={sampler!r} needs particles = 2^m"
                                  f"{' × 2' if 'antithetic' in sampler else ''} (Sobol balance), got {P}")
+    devs = resolve_devices(devices)
+    if devs is not None:
+        check_divisible(P, devs, "particles")
+    mesh = None if devs is None else make_mesh(devs, "particles")
     n, D = X.shape
     grids = (N, 2 * N) if richardson else (N,)
     for Ng in grids:
@@ -230,11 +244,18 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
         fn = _jitted_core(net, Ng, steps, fs, bool(lazy), False)
         outs = []
         for U, V in make_parts(Ng, offset):
-            U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
-            if U.ndim == 2:
-                U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
-            outs.append(jax.tree_util.tree_map(np.asarray, fn(U, V, Xj, Yj, hyper)))
-        return {k: np.stack([o[k] for o in outs]) for k in outs[0] if not k.startswith("final_")}
+            if mesh is not None:
+                # (Ng, P, p) split along the particle axis: the particle means in the jitted
+                # core become all-reduces over the "particles" mesh axis (GSPMD)
+                U = shard_along(np.broadcast_to(np.asarray(U, dt), (Ng, P, p_u)), mesh, 1, "particles")
+                V = shard_along(np.broadcast_to(np.asarray(V, dt), (Ng, P, p_v)), mesh, 1, "particles")
+            else:
+                U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
+                if U.ndim == 2:
+                    U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
+            out = fn(U, V, Xj, Yj, hyper)
+            outs.append(to_host({k: v for k, v in out.items() if not k.startswith("final_")}))
+        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
     res = run_grid(N, fsteps)
     if richardson:
@@ -263,7 +284,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
         v_displacement=res["v_displacement"].mean(0), replicate_outputs=rep, network=net,
         config=dict(steps=steps, grid=N, particles=P, sampler=sampler, coupling=coupling, replicates=R,
                     lazy=bool(lazy), richardson=bool(richardson), seed=int(seed), dtype=str(dt),
-                    wall_time_s=wall))
+                    devices=1 if devs is None else len(devs), wall_time_s=wall))
 
 
 def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
@@ -271,7 +292,7 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
                    lazy: bool = False, richardson: bool = False, activation="tanh", unit="mlp",
                    alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None, model=None,
                    seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
-                   max_memory: int | None = None) -> MeanODEResult:
+                   max_memory: int | None = None, devices=None) -> MeanODEResult:
     """Neural Mean ODE limit (L → ∞, any M) of a ResNet trained by full-batch GD on (X, Y).
 
     Also reachable as ``nfd.solve(X, Y, method="mean_ode", ...)``.
@@ -298,6 +319,11 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
         forward_steps: GD steps at which h(s, x_i) is recorded (default (0, K)).
         dtype: float32 or float64; default float64 when ``jax_enable_x64`` is on, else float32.
         max_memory: memory limit in bytes.
+        devices: ``None`` (default device), ``"all"`` or a list of ``jax`` devices: split the P
+            particles over them (a 1-D mesh with axis ``"particles"``; the particle arrays
+            (N, P, p) are placed with ``PartitionSpec(None, "particles", None)`` and the particle
+            means become all-reduces).  P must be a multiple of the device count.  The result
+            equals the single-device one up to the order of floating-point summation.
 
     Returns:
         :class:`MeanODEResult` with ``.outputs`` (K+1, n, D), ``.losses`` (K+1,),
@@ -317,4 +343,4 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
     return solve_mean_ode_network(model, X, Y, steps=steps, grid=grid, particles=particles, sampler=sampler,
                                   coupling=coupling, replicates=replicates, lazy=lazy, richardson=richardson,
                                   seed=seed, particles_init=particles_init, forward_steps=forward_steps,
-                                  dtype=dtype, max_memory=max_memory)
+                                  dtype=dtype, max_memory=max_memory, devices=devices)
