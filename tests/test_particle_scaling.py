@@ -170,11 +170,14 @@ def test_regenerated_noise_equals_stored_noise(backward):
 @pytest.mark.parametrize("backward", ["gia", "exact"])
 def test_reduced_precision_storage_error_is_far_below_monte_carlo_error(backward):
     """bfloat16 histories (unit roundoff 2^-9) perturb each stored number by ≤ 0.2%; the outputs
-    move by a tiny fraction of their Monte-Carlo spread over particle seeds.  Measured (P = 2048,
-    L = 8, K = 8): rms change / MC standard deviation ≤ 0.007.  Asserted: < 0.1 at P = 1024, i.e.
-    the storage error adds < 1% to the variance of the estimate."""
+    move by a small fraction of their Monte-Carlo spread over particle seeds.  This configuration
+    has a near-singular Θ (smallest relative Cholesky pivot ≈ 4e-5), the hard case for the exact
+    mode, whose correction divides by chol(Θ).  Measured here: rms change / MC standard deviation
+    ≤ 0.006 (gia) and 0.013 (exact); before the kernels were made Gram matrices of the stored
+    (rounded) vectors only, 0.4 (exact).  Asserted: < 0.1, i.e. the storage error adds < 1% to the
+    variance of the estimate."""
     X, Y, _ = _data(K=8)
-    kw = dict(depth=6, particles=1024, activation="tanh", lr=0.5, backward=backward, eigenvalues=False)
+    kw = dict(depth=4, particles=512, activation="tanh", lr=0.5, backward=backward, eigenvalues=False)
     full = np.array([nfd.solve(X, Y, seed=s, **kw).outputs for s in range(6)])
     half = np.array([nfd.solve(X, Y, seed=s, storage_dtype="bfloat16", **kw).outputs for s in range(6)])
     mc_sd = full.std(axis=0, ddof=1)

@@ -234,6 +234,12 @@ class _Program:
             x = jax.lax.bitcast_convert_type(x, sdt) if cdt != sdt else x
             return x.astype(dtype)
 
+        def rnd(x):
+            """x as it will be stored.  Kernels are Gram matrices of stored vectors only (new rows
+            included), so with a narrow ``storage`` Σ and Θ stay exactly consistent (positive
+            semidefinite, with true small pivots) instead of mixing rounded and unrounded vectors."""
+            return unpack(pack(x)) if sdt != jnp.dtype(dtype) else x
+
         self.pack, self.unpack = pack, unpack
         m = st.refine
 
@@ -339,7 +345,7 @@ class _Program:
 
             # ---- forward, ℓ = 1..L --------------------------------------------------------
             def fwd(h, l):
-                u = phi(h)  # (M, P)
+                u = rnd(phi(h))  # (M, P)
                 r = hist(state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
                 snn = u[:B] @ u[:B].T / P
                 xi_new = normals(cs["k_fwd"], l, s, B)
@@ -379,8 +385,9 @@ class _Program:
             # ---- backward, ℓ = L..1 (training paths only) ----------------------------------
             def bwd(g, xs_l):
                 l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
-                tr = hist(state, "G", l + 1) @ g.T / P  # (H, B): Θ[i, new], zero for i ≥ start
-                tnn = g @ g.T / P
+                gs = rnd(g)
+                tr = hist(state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
+                tnn = gs @ gs.T / P
                 xit_new = normals(cs["k_bwd"], l, s, B)
                 A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
                 zt = noise_left(state, "Xit", cs["k_bwd"], l, s, A.T) + D @ xit_new
