@@ -8,8 +8,10 @@ its particles (the particle means become all-reduces across hosts), and the resu
 back to every process (``jax.experimental.multihost_utils.process_allgather``), so each process
 returns the same full result.
 
-This script runs a sharded ``nfd.simulate`` and a sharded ``nfd.meanode.solve_mean_ode`` on a
-small problem and compares both with the same computation done by this process alone.
+This script runs a sharded ``nfd.simulate``, a particle-sharded NFD limit solve (``nfd.solve``,
+both backward modes, with a checkpoint written and resumed half-way) and a sharded
+``nfd.meanode.solve_mean_ode`` on a small problem, and compares them with the same computations
+done by this process alone.
 
 Recipe (N hosts; host 0's address reachable from all; the same command on every host, only
 ``--process-id`` differs)::
@@ -57,8 +59,15 @@ SIM_KW = dict(width=16, depth=3, activation="tanh", lr=0.3)
 ODE_KW = dict(steps=5, grid=8, replicates=2, coupling="independent")
 
 
-def run_all(devices, seeds: int, particles: int, seed: int = 0):
-    """The sharded (``devices``) or single-device (``devices=None``) runs: dict of numpy arrays."""
+NFD_KW = dict(depth=3, activation="tanh", lr=0.5, eigenvalues=False)
+
+
+def run_all(devices, seeds: int, particles: int, seed: int = 0, checkpoint=None):
+    """The sharded (``devices``) or single-device (``devices=None``) runs: dict of numpy arrays.
+
+    ``checkpoint``: a path on a file system every process sees; the exact-mode NFD solve is then
+    also run in two halves with a checkpoint in between (every process saves, process 0 writes,
+    every process loads), and its outputs are returned under ``nfd_exact_resumed``."""
     import jax.numpy as jnp
 
     import nfd
@@ -67,7 +76,21 @@ def run_all(devices, seeds: int, particles: int, seed: int = 0):
     X, Y, X2, Y2 = make_problem(seed)
     sim = nfd.simulate(X, Y, seeds=seeds, dtype=jnp.float64, devices=devices, **SIM_KW)
     ode = solve_mean_ode(X2, Y2, particles=particles, dtype=jnp.float64, devices=devices, **ODE_KW)
-    return dict(simulate_outputs=sim.outputs, mean_ode_outputs=ode.outputs, mean_ode_forward=ode.forward)
+    out = dict(simulate_outputs=sim.outputs, mean_ode_outputs=ode.outputs, mean_ode_forward=ode.forward)
+    for mode in ("gia", "exact"):
+        sol = nfd.solve(X, Y, particles=particles, backward=mode, dtype=jnp.float64, devices=devices, **NFD_KW)
+        out[f"nfd_{mode}_outputs"], out[f"nfd_{mode}_sigma"] = sol.outputs, sol.sigma
+    if checkpoint is not None:
+        from jax.experimental import multihost_utils
+
+        net = nfd.ResNet(depth=NFD_KW["depth"], input_dim=X.shape[1], activation=NFD_KW["activation"],
+                         lr=NFD_KW["lr"])
+        prob = nfd.particle_problem(net, X, Y, particles=particles, backward="exact", dtype=jnp.float64,
+                                    devices=devices, eigenvalues=False)
+        prob.save(prob.advance(prob.init(), prob.steps // 2), checkpoint)
+        multihost_utils.sync_global_devices("checkpoint written")  # process 0 has written the file
+        out["nfd_exact_resumed"] = prob.solution(prob.advance(prob.load(checkpoint))).outputs
+    return out
 
 
 def worker(args) -> int:
@@ -89,19 +112,24 @@ def worker(args) -> int:
     import numpy as np
 
     me, nd = jax.process_index(), jax.device_count()
-    seeds, particles = 2 * nd, 16 * nd
+    seeds, particles = 2 * nd, 64 * nd
+    ckpt = args.checkpoint or os.path.join(tempfile.gettempdir(), f"nfd_multihost_{args.coordinator or 'auto'}.npz"
+                                           .replace(":", "_"))
     t0 = time.perf_counter()
-    sharded = run_all("all", seeds, particles, args.seed)
+    sharded = run_all("all", seeds, particles, args.seed, checkpoint=ckpt)
     t_sharded = time.perf_counter() - t0
     diffs = {}
     if not args.no_check:
         alone = run_all(None, seeds, particles, args.seed)  # this process, its first device only
-        diffs = {k: float(np.abs(sharded[k] - alone[k]).max()) for k in sharded}
+        diffs = {k: float(np.abs(sharded[k] - alone[k]).max()) for k in alone}
     if me == 0:
         print(f"[multihost] {jax.process_count()} processes, {nd} devices "
               f"({jax.local_device_count()} local): {jax.devices()}")
-        print(f"[multihost] sharded simulate (seeds={seeds}) and solve_mean_ode (particles={particles}) "
+        print(f"[multihost] sharded simulate (seeds={seeds}), nfd.solve and solve_mean_ode (particles={particles}) "
               f"in {t_sharded:.1f}s")
+        same = bool(np.array_equal(sharded["nfd_exact_resumed"], sharded["nfd_exact_outputs"]))
+        print(f"[multihost] NFD solve resumed from a checkpoint at step 3 equals the uninterrupted one bit for bit: "
+              f"{same}")
         for k, d in diffs.items():
             print(f"[multihost] max |sharded - single process| {k}: {d:.3g}")
         if args.out:
@@ -128,6 +156,8 @@ def launch_local(args) -> int:
         base += ["--no-check"]
     if args.out:
         base += ["--out", args.out]
+    if args.checkpoint:
+        base += ["--checkpoint", args.checkpoint]
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(n)]
     procs = [subprocess.Popen(base + ["--process-id", str(i)], stdout=logs[i], stderr=subprocess.STDOUT)
              for i in range(n)]
@@ -164,6 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-check", action="store_true",
                     help="skip the comparison with this process's own single-device run")
     ap.add_argument("--out", default=None, help="process 0 writes the results here (.npz)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="checkpoint path on a file system all processes share (default: in the temp dir)")
     ap.add_argument("--timeout", type=float, default=300, help="--launch-local: seconds before giving up")
     args = ap.parse_args(argv)
     if args.launch_local is not None:
