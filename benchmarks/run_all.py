@@ -32,7 +32,7 @@ import _common  # noqa: E402
 
 # priority order: the headline questions first
 STUDIES = ("rates_training", "gia", "two_layer", "rates_init", "pre_post_T", "eigenvalues", "transfer", "speed")
-EXTERNAL = ("finite_resnet", "nfd_solver", "gamma_c", "kernels", "mean_ode")
+EXTERNAL = ("finite_resnet", "nfd_solver", "gamma_c", "kernels", "mean_ode", "scaling")
 
 
 def run_study(name: str, size: str, out: str) -> dict:

@@ -295,6 +295,8 @@ def plot(res, path):
     D = np.array(res["strong"]["device_counts"])
     first = min(rows[0]["wall_s"] for rows in res["strong"]["cases"].values())
     ax.loglog(D, first / D, "k:", label="ideal (∝ 1/D)")
+    ax.set_xticks(D, [str(d) for d in D])
+    ax.minorticks_off()
     ax.set_xlabel("devices D" + (" (simulated host devices)" if res["strong"]["simulated"] else ""))
     ax.set_ylabel("wall time per solve [s]")
     ax.set_title("strong scaling (float32)")

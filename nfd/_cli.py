@@ -234,9 +234,9 @@ def _accepted(*fns) -> set[str] | None:
 
 def _solve_target(method):
     if method == "particles":
-        from .limits._nfd import solve_particles, solve_particles_network
+        from .limits._nfd import particle_problem, solve_particles, solve_particles_network
 
-        return solve_particles, (solve_particles, solve_particles_network)
+        return solve_particles, (solve_particles, solve_particles_network, particle_problem)
     if method == "gamma_c":
         from .limits._gamma_c import solve_gamma_c
 
@@ -335,6 +335,8 @@ def cmd_solve(args) -> int:
     out_dir, fmt, want_fig = _output(cfg, args)
     X, Y = make_data(cfg, method)
     log(f"solve: method={method}, data X{X.shape}, options {_short(kw)}")
+    if method == "particles" and not args.quiet and "progress" not in kw:
+        kw["progress"] = True  # step / elapsed / remaining on stderr (results are identical)
     t = time.perf_counter()
     res = fn(X, Y, **kw)
     wall = time.perf_counter() - t

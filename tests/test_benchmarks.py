@@ -85,3 +85,21 @@ def test_run_all_rejects_unknown_study(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run_all.py"), "--tiny", "--only", "nope",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "unknown studies" in r.stderr
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_tiny(tmp_path):
+    """benchmarks/scaling.py --tiny (about 2 minutes): every device count runs, the sharded runs
+    equal one device to round-off (float64: below 1e-10 relative; the solvers' own tests bound
+    the same quantity at 1e-12 or 1e-13 on smaller problems), a resumed run is bit-identical."""
+    out = tmp_path / "scaling.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "scaling.py"), "--tiny", "--out", str(out)],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    for case, rows in res["strong"]["cases"].items():
+        assert [row["devices"] for row in rows] == [1, 2, 4, 8]
+        if case.endswith("float64"):
+            assert max(row["max_rel_deviation_from_1_device"] for row in rows) < 1e-10, case
+    assert res["checkpoint"]["bit_identical"]

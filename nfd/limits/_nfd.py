@@ -501,7 +501,7 @@ def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, 
         >>> b = estimate_particle_memory(particles=2**16, depth=64, samples=256, input_dim=10,
         ...                              storage_itemsize=2, noise="regenerate")
         >>> round(a / b, 1)
-        3.6
+        3.5
     """
     P, L, H = particles, depth, samples
     s_item = itemsize if storage_itemsize is None else storage_itemsize
