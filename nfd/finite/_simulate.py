@@ -13,13 +13,21 @@ Both give the same numbers, since W_ℓ^(0) is drawn from the same key.
 The forward and backward passes are written by hand (tests compare them with ``jax.grad``).
 ``backward="decoupled"`` back-propagates through an independent copy W̃_ℓ that receives the
 same increments P Q ᵀ (NFD paper, Corollary 1 and Figure 4).
+
+The SGD loop is one compiled program whose step bounds are traced (``lax.fori_loop(s0, s1)``), so
+running it in pieces (``chunk_steps``, ``progress``) or stopping after any step k, writing a
+checkpoint (``checkpoint=``) and resuming later gives results bit-identical to one uninterrupted
+run.  A checkpoint holds the filled part of P, Q, the current U, v and the outputs so far.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -27,6 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .._errors import DivergenceError
 from .._losses import loss_grad, loss_value
@@ -111,12 +120,15 @@ def init_params(net: ResNet, seed_key, dtype=jnp.float32):
 
 
 def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, dense, same_backward_key=False):
-    """Return (init, chunk) for one seed.
+    """Return (init, weights, advance) for one seed.
 
-    ``init(seed_key) -> state``; ``chunk(seed_key, state, ks, Xs, Ys, valid, Xt) -> (state, outs)``
-    runs the SGD steps ``ks`` (global step indices, shape (C,)) on Xs (C, B, d), Ys (C, B);
-    steps with ``valid = False`` are padding and change nothing that is reported. ``steps`` is
-    the total (padded) number of steps, which sizes the weight history.
+    ``init(seed_key) -> carry`` with ``carry = (state, buf)``: the state before step 0 and zeroed
+    per-step output buffers (leading axis = step).  ``weights(seed_key)`` is the part of the state
+    drawn from the key (W^(0), and W̃^(0) when decoupled; empty unless ``dense``), used to rebuild
+    it when a checkpoint is loaded.  ``advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates) -> carry``
+    runs the SGD steps s0..s1-1 on Xs (steps, B, d), Ys (steps, B) with a ``fori_loop`` whose bounds
+    are traced, so one compiled program serves every split of the run and any split (e.g. a
+    checkpoint after step k, then a resume) gives bit-identical results.
     """
     n, d, L = net.width, net.input_dim, net.depth
     F = _families(net.block)
@@ -134,17 +146,16 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
     rec_frozen = "frozen" in record
     decoupled = backward == "decoupled"
 
-    def init(seed_key):
+    def keys_of(seed_key):
         k_u, k_v, k_w, k_wt = _keys(seed_key)
         if same_backward_key:
             k_wt = k_w
-        state = {
-            "U": jax.random.normal(k_u, (n, d), dtype),
-            "v": jax.random.normal(k_v, (n,), dtype),
-            "P": jnp.zeros((F, L, H, n), dtype),
-            "Q": jnp.zeros((F, L, H, n), dtype),
-        }
+        return k_u, k_v, k_w, k_wt
+
+    def weights(seed_key):
+        out = {}
         if dense:
+            _, _, k_w, k_wt = keys_of(seed_key)
             layers = jnp.arange(L)
 
             def gen(kk):
@@ -152,19 +163,39 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
                     [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), dtype))(layers) for f in range(F)]
                 )
 
-            state["W0"] = gen(k_w)
+            out["W0"] = gen(k_w)
             if decoupled:
-                state["Wt0"] = gen(k_wt)
-        return state
+                out["Wt0"] = gen(k_wt)
+        return out
 
-    def chunk(seed_key, state, ks, Xs, Ys, valid, Xt, rates):
+    def init(seed_key):
+        k_u, k_v, _, _ = keys_of(seed_key)
+        state = {
+            "U": jax.random.normal(k_u, (n, d), dtype),
+            "v": jax.random.normal(k_v, (n,), dtype),
+            "P": jnp.zeros((F, L, H, n), dtype),
+            "Q": jnp.zeros((F, L, H, n), dtype),
+            **weights(seed_key),
+        }
+        buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
+        if n_test:
+            buf["ftest"] = jnp.zeros((steps, n_test), dtype)
+        if rec_feat:
+            buf["h"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+        if rec_grad:
+            buf["g"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+        if rec_frozen:
+            buf["fx"] = jnp.zeros((steps, batch, L), dtype)
+            buf["fdh"] = jnp.zeros((steps, batch, L), dtype)
+        return state, buf
+
+    def advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates):
         # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
         # reuses one compilation
         lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
-        k_u, k_v, k_w, k_wt = _keys(seed_key)
-        if same_backward_key:
-            k_wt = k_w
+        _, _, k_w, k_wt = keys_of(seed_key)
         layers = jnp.arange(L)
+        state, buf = carry
         W0 = state.get("W0")
         Wt0 = state.get("Wt0", W0)
 
@@ -246,26 +277,24 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
             dz0 = dphi(z0) * dh0 if block == "post" else dh0
             return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}; dys (L, F, B, n)
 
-        def step(carry, xs):
-            U, v, P, Q = carry
-            k, x, y, ok = xs
+        def step(k, carry):
+            (U, v, P, Q), buf = carry
+            x, y = Xs[k], Ys[k]
             z0, h0, hL, hprev, xls, fxs, fdhs = forward(U, P, Q, x)
             f = s_out * (hL @ v)
             lp = loss_grad(net.loss, f, y)
             lval = loss_value(net.loss, f, y)
             dz0, dh0, dhs, dys, us = backward_pass(v, P, Q, z0, hL, hprev, xls)
-            c = jnp.where(ok, lp / batch, 0.0).astype(dtype)  # (B,)
-            U = U - lr_in * (c[:, None] * dz0).T @ x / sqd
-            v = v - lr_out * s_out * (c @ hL)
+            c = (lp / batch).astype(dtype)  # (B,)
+            U_new = U - lr_in * (c[:, None] * dz0).T @ x / sqd
+            v_new = v - lr_out * s_out * (c @ hL)
             newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
-            newQ = jnp.where(ok, us, 0.0)
-            P = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
-            Q = jax.lax.dynamic_update_slice(Q, newQ.swapaxes(0, 1), (0, 0, k * batch, 0))
+            P_new = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
+            Q_new = jax.lax.dynamic_update_slice(Q, us.swapaxes(0, 1), (0, 0, k * batch, 0))
             out = {"f": f, "loss": lval}
             if n_test:
-                U_old, v_old, P_old, Q_old = carry  # weights before this step's update
-                _, _, hLt, *_ = forward(U_old, P_old, Q_old, Xt)
-                out["ftest"] = s_out * (hLt @ v_old)
+                _, _, hLt, *_ = forward(U, P, Q, Xt)  # weights before this step's update
+                out["ftest"] = s_out * (hLt @ v)
             if rec_feat:
                 out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
             if rec_grad:
@@ -274,24 +303,29 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
             if rec_frozen:
                 out["fx"] = fxs.T  # (B, L)
                 out["fdh"] = fdhs.T
-            return (U, v, P, Q), out
+            buf = {name: jax.lax.dynamic_update_index_in_dim(buf[name], out[name].astype(dtype), k, 0) for name in buf}
+            return (U_new, v_new, P_new, Q_new), buf
 
-        carry = (state["U"], state["v"], state["P"], state["Q"])
-        (U, v, P, Q), outs = jax.lax.scan(step, carry, (ks, Xs, Ys, valid))
-        new_state = dict(state, U=U, v=v, P=P, Q=Q)
-        return new_state, outs
+        loop = ((state["U"], state["v"], state["P"], state["Q"]), buf)
+        (U, v, P, Q), buf = jax.lax.fori_loop(s0, s1, step, loop)
+        return dict(state, U=U, v=v, P=P, Q=Q), buf
 
-    return init, chunk
+    return init, weights, advance
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, same_backward_key):
-    """Jitted, seed-vmapped (init, chunk) per problem description (repeat calls reuse them)."""
-    init, chunk = _build_run(
+    """Jitted, seed-vmapped (init, weights, advance) per problem description (repeat calls reuse
+    them).  ``advance(carry, s0, s1, keys, Xs, Ys, Xt, rates)`` donates its carry."""
+    init, weights, advance = _build_run(
         net, backward=backward, batch=batch, steps=steps, n_test=n_test, record=record, dtype=dtype, dense=dense,
         same_backward_key=same_backward_key,
     )
-    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None, None, None)))
+    return (
+        jax.jit(jax.vmap(init)),
+        jax.jit(jax.vmap(weights)),
+        jax.jit(jax.vmap(advance, in_axes=(0, None, None, 0, None, None, None, None)), donate_argnums=(0,)),
+    )
 
 
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
@@ -316,6 +350,110 @@ def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, 
     return int(per_seed * seeds * item * 1.25)
 
 
+_CKPT_VERSION = 1
+
+
+def _fingerprint(net, rates, *, backward, batch, steps, n_test, record, dtype, dense, same_key, seed, seeds,
+                 arrays) -> str:
+    """sha256 (32 hex digits) of everything that determines a simulation's numbers: a checkpoint
+    is only resumed by the run it was written by.  The devices are not part of it."""
+    h = hashlib.sha256()
+    ident = (repr(net.replace(lr=0.0)), np.asarray(rates, np.float64).tolist(), backward, batch, steps, n_test,
+             sorted(set(record)), jnp.dtype(dtype).name, bool(dense), bool(same_key), seed, seeds, _CKPT_VERSION)
+    h.update(repr(ident).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a, np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Checkpoint:
+    """Save and load the carry (state, buffers) of a simulation after ``step`` SGD steps.
+
+    The file is an NPZ of the raw bytes of every array (bit-exact) plus JSON metadata with the
+    problem's fingerprint.  Only what the run has produced is stored: the first ``step·B`` rows of
+    the weight histories P, Q (F, L, H, n) per seed and the first ``step`` rows of the outputs (the
+    rest are zeros); W^(0) is redrawn from the seed keys on load.
+    """
+
+    path: str
+    batch: int
+    steps: int
+    mesh: Any
+    init: Any
+    weights: Any
+    keys: Any
+    fingerprint: str
+    info: dict
+
+    def save(self, step, carry) -> None:
+        state, buf = carry
+        rows = step * self.batch
+        parts = {}
+        for k, v in state.items():
+            if k in ("W0", "Wt0"):
+                continue  # drawn from the keys again on load
+            parts[f"state/{k}"] = (v, rows if k in ("P", "Q") else None)  # P, Q: (S, F, L, H, n)
+        for k, v in buf.items():
+            parts[f"outs/{k}"] = (v, step)
+        arrays, dtypes = {}, {}
+        for name, (v, upto) in parts.items():
+            a = to_host(v)  # gathers the seed shards of every process
+            if upto is not None:  # sliced here, not on the device (a device slice compiles per size)
+                a = a[:, :, :, :upto] if name.startswith("state/") else a[:, :upto]
+            a = np.ascontiguousarray(a)
+            dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
+            arrays[name] = a.reshape(-1).view(np.uint8)
+        meta = dict(version=_CKPT_VERSION, step=int(step), fingerprint=self.fingerprint, dtypes=dtypes, **self.info)
+        if jax.process_index() != 0:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        os.replace(tmp, self.path)  # atomic: a crash mid-write leaves the previous checkpoint
+
+    def load(self):
+        """(step, carry) from the file, placed on the run's devices."""
+        path = self.path
+        try:
+            z = np.load(path, allow_pickle=False)
+            meta = json.loads(z["__meta__"].tobytes().decode())
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise ValueError(f"{path}: not a readable nfd.simulate checkpoint ({type(e).__name__}: {e})") from None
+        with z:
+            if meta.get("version") != _CKPT_VERSION:
+                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
+            if meta.get("fingerprint") != self.fingerprint:
+                info = ", ".join(f"{k}={meta.get(k)}" for k in self.info)
+                raise ValueError(
+                    f"{path}: the checkpoint belongs to a different problem (network, data, seed or options differ; "
+                    f"it has {info}); delete it or pass another checkpoint path")
+            step = int(meta["step"])
+            shapes = jax.eval_shape(self.init, self.keys)  # ShapeDtypeStructs of the full carry
+            out = ({}, {})
+            for name, (dt, shape) in meta["dtypes"].items():
+                g, k = name.split("/", 1)
+                gi = 0 if g == "state" else 1
+                full = shapes[gi][k]
+                a = z[name].view(jnp.dtype(dt)).reshape(shape)
+                if tuple(a.shape) != tuple(full.shape):  # the filled part of P, Q or an output buffer
+                    b = np.zeros(full.shape, a.dtype)
+                    b[tuple(slice(0, m) for m in a.shape)] = a
+                    a = b
+                out[gi][k] = a
+        if self.mesh is None:
+            carry = jax.tree_util.tree_map(jnp.asarray, out)
+        else:
+            sh = NamedSharding(self.mesh, PartitionSpec("seeds"))
+            carry = jax.tree_util.tree_map(
+                lambda a: jax.make_array_from_callback(a.shape, sh, lambda idx, a=a: a[idx]), out)
+        state, buf = carry
+        state.update(self.weights(self.keys))  # W^(0) (dense) from the same keys as at the start
+        return step, (state, buf)
+
+
 def simulate_network(
     net: ResNet,
     X,
@@ -334,6 +472,8 @@ def simulate_network(
     on_divergence: str = "raise",
     chunk_steps: int | None = None,
     devices=None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
     _same_backward_key: bool = False,
 ) -> SimulationResult:
     """Train ``seeds`` independent copies of ``net`` by SGD on the stream (X, Y).
@@ -358,8 +498,29 @@ def simulate_network(
             of the device count). Each network lives on one device; results are identical.
         chunk_steps: run the compiled SGD loop this many steps at a time (results are identical
             to one long loop; the weight history is preallocated for all steps).
+        checkpoint: path of a checkpoint file (NPZ).  If it exists the run resumes from it (it must
+            belong to the same problem: network, data, seed, seeds and options, else ValueError);
+            the state is written there (atomically) every ``checkpoint_every`` steps and at the
+            end.  Any split gives results bit-identical to one uninterrupted run: the SGD loop is
+            one compiled program with traced bounds.  With ``devices=`` the seed shards are
+            gathered, process 0 writes, and a load places them on the devices again.
+        checkpoint_every: steps between checkpoints (needs ``checkpoint``; default: only at the
+            end and at the ``progress``/``chunk_steps`` stops).
         on_divergence: ``"raise"`` (default) raises :class:`~nfd.DivergenceError` naming the
             step; ``"return"`` returns the non-finite numbers with a warning on stderr.
+
+    Returns:
+        :class:`SimulationResult` with ``.outputs`` of shape (seeds, K).
+
+    Example (a long run that survives being killed: the same call resumes it):
+        >>> import numpy as np, nfd, tempfile, os
+        >>> X = np.random.default_rng(0).normal(size=(8, 3)); Y = np.sin(X[:, 0])
+        >>> net = nfd.ResNet(depth=4, input_dim=3, width=32, activation="tanh", lr=0.5)
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.npz")
+        >>> res = simulate_network(net, X, Y, seeds=2, checkpoint=path, checkpoint_every=3)
+        >>> again = simulate_network(net, X, Y, seeds=2, checkpoint=path)  # finished: read back
+        >>> res.outputs.shape, bool(np.array_equal(res.outputs, again.outputs))
+        ((2, 8), True)
     """
     if net.width is None:
         raise ValueError("width: the finite simulator needs a finite width (got width=None)")
@@ -391,6 +552,16 @@ def simulate_network(
         raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer (steps), got {checkpoint_every!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
+        if os.path.isdir(checkpoint):
+            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
 
     K = X.shape[0]
     B = batch_size
@@ -413,49 +584,45 @@ def simulate_network(
             )
     check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
 
+    if chunk_steps is not None and (isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer))
+                                    or chunk_steps < 1):
+        raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
     C = steps if chunk_steps is None else int(chunk_steps)
     if progress and chunk_steps is None:
         C = max(1, math.ceil(steps / 10))
-    if C <= 0:
-        raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
-    n_chunks = math.ceil(steps / C)
-    padded = n_chunks * C
+    E = None if checkpoint_every is None else int(checkpoint_every)
     # the learning rates enter as traced values, so the compiled run is keyed on the network
     # without its lr (a sweep over η_c compiles once)
-    init, chunk = _compiled_run(net.replace(lr=0.0), backward, B, padded, n_test, tuple(record), dtype, dense,
-                                _same_backward_key)
-    rates = jnp.asarray([net.lr_input, net.lr_output]
-                        + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), dtype)
+    init, weights_fn, advance = _compiled_run(net.replace(lr=0.0), backward, B, steps, n_test, tuple(record), dtype,
+                                              dense, _same_backward_key)
+    rates_np = np.asarray([net.lr_input, net.lr_output]
+                          + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), np.float64)
+    rates = jnp.asarray(rates_np, dtype)
     base = jax.random.PRNGKey(seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
-    Xp = np.zeros((padded, B, net.input_dim))
-    Xp[:steps] = X.reshape(steps, B, -1)
-    Yp = np.zeros((padded, B))
-    Yp[:steps] = Y.reshape(steps, B)
-    validp = np.arange(padded) < steps
-    Xt = jnp.asarray(X_test if X_test is not None else np.zeros((1, net.input_dim)), dtype)
-    t0 = time.perf_counter()
-    if progress:
-        print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
+    Xs_np = X.reshape(steps, B, -1)
+    Ys_np = Y.reshape(steps, B)
+    Xt_np = X_test if X_test is not None else np.zeros((1, net.input_dim))
+    Xs, Ys, Xt = (jnp.asarray(a, dtype) for a in (Xs_np, Ys_np, Xt_np))
+    mesh = None
     if devs is not None:
-        keys = shard_along(keys, make_mesh(devs, "seeds"), 0, "seeds")
-    state = init(keys)
-    chunks = []
-    for c in range(n_chunks):
-        sl = slice(c * C, (c + 1) * C)
-        state, outs_c = chunk(keys, state, jnp.arange(c * C, (c + 1) * C), jnp.asarray(Xp[sl], dtype),
-                              jnp.asarray(Yp[sl], dtype), jnp.asarray(validp[sl]), Xt, rates)
-        chunks.append(to_host(outs_c))
-        if progress:
-            done = min((c + 1) * C, steps)
-            el = time.perf_counter() - t0
-            print(f"[nfd.simulate] step {done}/{steps} ({el:.1f}s elapsed)", file=sys.stderr, flush=True)
-    outs = {k: np.concatenate([o[k] for o in chunks], axis=1)[:, :steps] for k in chunks[0]}
+        mesh = make_mesh(devs, "seeds")
+        keys = shard_along(keys, mesh, 0, "seeds")
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = _Checkpoint(
+            path=os.fspath(checkpoint), batch=B, steps=steps, mesh=mesh, init=init, weights=weights_fn, keys=keys,
+            fingerprint=_fingerprint(net, rates_np, backward=backward, batch=B, steps=steps, n_test=n_test,
+                                     record=record, dtype=dtype, dense=dense, same_key=_same_backward_key,
+                                     seed=int(seed), seeds=seeds, arrays=(Xs_np, Ys_np, Xt_np)),
+            info=dict(width=net.width, depth=net.depth, seeds=seeds, steps=steps),
+        )
 
-    f = outs["f"].reshape(seeds, K)
-    losses = outs["loss"].reshape(seeds, K)
-    bad = ~np.isfinite(f)
-    if bad.any():
+    def check_div(f, upto):
+        f = f.reshape(seeds, -1)[:, : upto * B]
+        bad = ~np.isfinite(f)
+        if not bad.any():
+            return
         s_idx, k_idx = np.nonzero(bad)
         first = int(np.argmin(k_idx))
         step, sd = int(k_idx[first]) // B, int(s_idx[first])
@@ -466,6 +633,36 @@ def simulate_network(
         if on_divergence == "raise":
             raise DivergenceError(msg, step=step, seed=sd, quantity="output f")
         print("[nfd.simulate] warning: " + msg, file=sys.stderr)
+
+    t0 = time.perf_counter()
+    if ckpt is not None and os.path.exists(ckpt.path):
+        done, carry = ckpt.load()
+        if progress:
+            print(f"[nfd.simulate] resuming from {ckpt.path} at step {done}/{steps}", file=sys.stderr, flush=True)
+    else:
+        if progress:
+            print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
+        done, carry = 0, init(keys)
+    step = done
+    while step < steps:
+        # the run stops at multiples of C (progress, chunk_steps) and of E (checkpoints)
+        nxt = min(steps, (step // C + 1) * C, steps if E is None else (step // E + 1) * E)
+        s0 = jnp.asarray(step)  # the same (default) integer type for every call: one program
+        carry = advance(carry, s0, jnp.asarray(nxt, s0.dtype), keys, Xs, Ys, Xt, rates)
+        step = nxt
+        if step < steps and on_divergence == "raise":
+            check_div(to_host(carry[1]["f"]), step)  # before a diverged state is saved
+        if ckpt is not None and (E is None or step % E == 0 or step == steps):
+            ckpt.save(step, carry)
+        if progress:
+            el = time.perf_counter() - t0
+            print(f"[nfd.simulate] step {step}/{steps} ({el:.1f}s elapsed)", file=sys.stderr, flush=True)
+    outs = to_host(carry[1])
+    del carry
+
+    f = outs["f"].reshape(seeds, K)
+    losses = outs["loss"].reshape(seeds, K)
+    check_div(f, steps)
 
     def resh(a):
         return None if a is None else a.reshape((seeds, K) + a.shape[3:])
@@ -511,7 +708,8 @@ def simulate(
     Builds a :class:`~nfd.ResNet` from the keyword arguments (``lr`` is η_c; the actual SGD
     rates follow the parameterisation) and calls :func:`simulate_network`, which documents
     the remaining options (``batch_size``, ``X_test``, ``record``, ``dtype``, ``weights``,
-    ``max_memory``, ``progress``, ``on_divergence``).
+    ``max_memory``, ``progress``, ``on_divergence``, ``devices``, ``chunk_steps``,
+    ``checkpoint``, ``checkpoint_every``).
 
     Returns:
         :class:`SimulationResult` with ``.outputs`` of shape (seeds, K).
