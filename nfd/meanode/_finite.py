@@ -141,6 +141,10 @@ def _train_core(unit, activation, *, L: int, steps: int, forward_steps: tuple, l
 
     ``lazy=True``: the Neural Tangent ODE (Eq. 18–21): parameters ζ = (ζ_u, ζ_v) start at 0,
     the block is h ← h + (1/L)·mean_p D₂φ(h, z_p)·ζ_p and GD is ζ ← ζ − (L·P)·η·∇_ζ.
+
+    ``run`` is one scan (differentiable); ``run.init(U0, V0, X) -> carry`` and
+    ``run.advance(carry, k0, k1, U0, V0, X, Y, hyper) -> carry`` run the same K + 1 iterations in
+    pieces with a ``fori_loop`` of traced bounds (carry = (params, forward buffer, outputs dict)).
     """
     rho = activation.fn
     fsteps = jnp.asarray(forward_steps, dtype=jnp.int32)
@@ -167,32 +171,66 @@ def _train_core(unit, activation, *, L: int, steps: int, forward_steps: tuple, l
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def run(U0, V0, X, Y, hyper):
+    def rates(U0, hyper):
         alpha, lr_u, lr_v = hyper[0], hyper[1], hyper[2]
         P = U0.shape[1]
         scale = L * P * (1.0 if lazy else 1.0 / alpha**2)
-        ru, rv = scale * lr_u, scale * lr_v
+        return alpha, scale * lr_u, scale * lr_v
+
+    def start(U0, V0, X):
         params0 = (jnp.zeros_like(U0), jnp.zeros_like(V0)) if lazy else (U0, V0)
         buf0 = jnp.zeros((len(forward_steps), L + 1) + X.shape, X.dtype)
+        return params0, buf0
 
-        def step(carry, k):
-            params, buf = carry
-            (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0, alpha)
-            du = params[0] - (0.0 if lazy else U0)
-            dv = params[1] - (0.0 if lazy else V0)
-            disp_u = jnp.sqrt(jnp.mean(du * du)) if du.size else jnp.zeros((), X.dtype)
-            disp_v = jnp.sqrt(jnp.mean(dv * dv)) if dv.size else jnp.zeros((), X.dtype)
-            hit = fsteps == k
-            idx = jnp.argmax(hit)
-            buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(hit.any(), hs, buf[idx]), idx, 0)
-            go = k < steps  # the last iteration only records Z_K
-            params = (params[0] - jnp.where(go, ru, 0.0) * gu, params[1] - jnp.where(go, rv, 0.0) * gv)
-            return (params, buf), (hs[-1], loss, disp_u, disp_v)
+    def step(params, buf, k, U0, V0, X, Y, alpha, ru, rv):
+        """GD step k: records the outputs of Z_k, then (for k < K) updates Z_k → Z_{k+1}."""
+        (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0, alpha)
+        du = params[0] - (0.0 if lazy else U0)
+        dv = params[1] - (0.0 if lazy else V0)
+        disp_u = jnp.sqrt(jnp.mean(du * du)) if du.size else jnp.zeros((), X.dtype)
+        disp_v = jnp.sqrt(jnp.mean(dv * dv)) if dv.size else jnp.zeros((), X.dtype)
+        hit = fsteps == k
+        idx = jnp.argmax(hit)
+        buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(hit.any(), hs, buf[idx]), idx, 0)
+        go = k < steps  # the last iteration only records Z_K
+        params = (params[0] - jnp.where(go, ru, 0.0) * gu, params[1] - jnp.where(go, rv, 0.0) * gv)
+        return params, buf, (hs[-1], loss, disp_u, disp_v)
 
-        (params, buf), (outs, losses, du, dv) = jax.lax.scan(step, (params0, buf0), jnp.arange(steps + 1))
+    def run(U0, V0, X, Y, hyper):
+        alpha, ru, rv = rates(U0, hyper)
+
+        def body(carry, k):
+            params, buf, out = step(*carry, k, U0, V0, X, Y, alpha, ru, rv)
+            return (params, buf), out
+
+        (params, buf), (outs, losses, du, dv) = jax.lax.scan(body, start(U0, V0, X), jnp.arange(steps + 1))
         return dict(outputs=outs, losses=losses, u_displacement=du, v_displacement=dv, forward=buf,
                     final_u=params[0], final_v=params[1])
 
+    def init(U0, V0, X):
+        """The carry before iteration 0: (params, forward buffer, per-iteration outputs (K+1, …))."""
+        params0, buf0 = start(U0, V0, X)
+        K1 = steps + 1
+        outs0 = dict(outputs=jnp.zeros((K1,) + X.shape, X.dtype), losses=jnp.zeros((K1,), X.dtype),
+                     u_displacement=jnp.zeros((K1,), X.dtype), v_displacement=jnp.zeros((K1,), X.dtype))
+        return params0, buf0, outs0
+
+    def advance(carry, k0, k1, U0, V0, X, Y, hyper):
+        """Iterations k0..k1-1 (of 0..K) from ``carry``; the bounds are traced, so one program
+        serves every split of the run (checkpoint and resume are bit-identical)."""
+        alpha, ru, rv = rates(U0, hyper)
+
+        def body(k, carry):
+            params, buf, outs = carry
+            params, buf, out = step(params, buf, k, U0, V0, X, Y, alpha, ru, rv)
+            outs = {name: jax.lax.dynamic_update_index_in_dim(outs[name], o.astype(outs[name].dtype), k, 0)
+                    for name, o in zip(("outputs", "losses", "u_displacement", "v_displacement"), out)}
+            return params, buf, outs
+
+        return jax.lax.fori_loop(k0, k1, body, carry)
+
+    run.init = init
+    run.advance = advance
     return run
 
 
@@ -205,6 +243,19 @@ def hyper_array(net: MeanODEResNet, dtype):
 def _jitted_core_cached(unit, activation, L, steps, forward_steps, lazy, batched):
     core = _train_core(unit, activation, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
     return jax.jit(jax.vmap(core, in_axes=(0, 0, None, None, None)) if batched else core)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_pieces_cached(unit, activation, L, steps, forward_steps, lazy):
+    core = _train_core(unit, activation, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
+    return jax.jit(core.init), jax.jit(core.advance, donate_argnums=(0,))
+
+
+def _jitted_pieces(net, L, steps, forward_steps, lazy):
+    """jit-compiled ``(init(U0, V0, X) -> carry, advance(carry, k0, k1, U0, V0, X, Y, hyper) -> carry)``
+    of :func:`_train_core` (one replicate; ``advance`` donates its carry): the run in pieces, with
+    traced loop bounds, as used by :func:`nfd.meanode.solve_mean_ode` (checkpoints)."""
+    return _jitted_pieces_cached(net.unit, net.activation, L, steps, forward_steps, lazy)
 
 
 def _jitted_core(net, L, steps, forward_steps, lazy, batched):

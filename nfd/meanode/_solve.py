@@ -44,18 +44,22 @@ Euler + discrete adjoint with the same particles.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
 import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
-from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_core, hyper_array, check_vector_data,
+from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
 
 __all__ = ["solve_mean_ode", "solve_mean_ode_network", "MeanODEResult", "sample_particles",
@@ -157,11 +161,95 @@ def _pos_int(name, v):
     return int(v)
 
 
+_CKPT_VERSION = 1
+_OUT_NAMES = ("outputs", "losses", "u_displacement", "v_displacement", "forward")
+
+
+def _put(a, sharding):
+    a = np.asarray(a)
+    if sharding is None:
+        return jnp.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Checkpoint:
+    """A Mean ODE solve is a sequence of runs (replicates, then the 2N grid of Richardson), each of
+    K + 1 GD iterations.  A checkpoint holds the results of the finished runs and, mid-run, the
+    current run's carry (parameters (N, P, p), recorded forward passes, outputs so far) after
+    ``it`` iterations.  NPZ of raw bytes + JSON metadata with the problem's fingerprint, written
+    atomically by process 0 (the particle shards are gathered first, so every process calls it).
+    """
+
+    path: str
+    fingerprint: str
+    mesh: object
+    info: dict
+
+    def save(self, done, run, it, carry) -> None:
+        arrays, dtypes = {}, {}
+
+        def add(name, v):
+            a = np.ascontiguousarray(to_host(v))
+            dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
+            arrays[name] = a.reshape(-1).view(np.uint8)
+
+        for i, res in enumerate(done):
+            for k in _OUT_NAMES:
+                add(f"done/{i}/{k}", res[k])
+        if carry is not None:
+            (pu, pv), buf, outs = carry
+            add("carry/params_u", pu)
+            add("carry/params_v", pv)
+            add("carry/forward", buf)
+            for k, v in outs.items():
+                add(f"carry/outs/{k}", v)
+        meta = dict(version=_CKPT_VERSION, fingerprint=self.fingerprint, runs_done=len(done), run=run, it=it,
+                    dtypes=dtypes, **self.info)
+        if jax.process_index() != 0:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        os.replace(tmp, self.path)  # atomic: a crash mid-write leaves the previous checkpoint
+
+    def load(self):
+        """(done results, run index, iterations done, carry or None), the carry on the devices."""
+        path = self.path
+        try:
+            z = np.load(path, allow_pickle=False)
+            meta = json.loads(z["__meta__"].tobytes().decode())
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise ValueError(f"{path}: not a readable solve_mean_ode checkpoint ({type(e).__name__}: {e})") from None
+        with z:
+            if meta.get("version") != _CKPT_VERSION:
+                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
+            if meta.get("fingerprint") != self.fingerprint:
+                info = ", ".join(f"{k}={meta.get(k)}" for k in self.info)
+                raise ValueError(
+                    f"{path}: the checkpoint belongs to a different problem (model, data, seed or options differ; "
+                    f"it has {info}); delete it or pass another checkpoint path")
+            arr = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
+        done = [{k: arr[f"done/{i}/{k}"] for k in _OUT_NAMES} for i in range(meta["runs_done"])]
+        carry = None
+        if "carry/params_u" in arr:
+            if self.mesh is None:
+                ps = rep = None
+            else:
+                ps = NamedSharding(self.mesh, PartitionSpec(None, "particles", None))
+                rep = NamedSharding(self.mesh, PartitionSpec())
+            outs = {k[len("carry/outs/"):]: _put(v, rep) for k, v in arr.items() if k.startswith("carry/outs/")}
+            carry = ((_put(arr["carry/params_u"], ps), _put(arr["carry/params_v"], ps)),
+                     _put(arr["carry/forward"], rep), outs)
+        return done, int(meta["run"]), int(meta["it"]), carry
+
+
 def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
                            sampler: str = "sobol_antithetic", coupling: str = "independent",
                            replicates: int = 4, lazy: bool = False, richardson: bool = False,
                            seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
-                           max_memory: int | None = None, devices=None) -> MeanODEResult:
+                           max_memory: int | None = None, devices=None, checkpoint=None,
+                           checkpoint_every: int | None = None) -> MeanODEResult:
     """Solve the Neural Mean ODE (or, ``lazy=True``, the Neural Tangent ODE) of ``net``.
 
     ``net.depth`` and ``net.hidden`` are ignored (the limit depends on neither).  See
@@ -189,6 +277,15 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     fsteps = _check_forward_steps(forward_steps, steps)
+    if checkpoint_every is not None:
+        checkpoint_every = _pos_int("checkpoint_every", checkpoint_every)
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
+        if os.path.isdir(checkpoint):
+            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
@@ -240,10 +337,33 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
     hyper = hyper_array(net, dt)
 
+    ckpt = None
+    if checkpoint is not None:
+        h = hashlib.sha256()
+        model = (net.dim, net.unit.name, net.unit.odd_in_v, net.param_sizes, net.activation.name, net.alpha,
+                 net.sigma_u, net.sigma_v, net.lr_u, net.lr_v)
+        h.update(repr((model, steps, N, P, sampler, coupling, R, bool(lazy), bool(richardson), int(seed), fsteps,
+                       dt.name, particles_init is not None, _CKPT_VERSION)).encode())
+        for arr in (X, Y) + ((Ug, Vg) if particles_init is not None else ()):
+            h.update(repr(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr, np.float64).tobytes())
+        ckpt = _Checkpoint(path=os.fspath(checkpoint), fingerprint=h.hexdigest()[:32], mesh=mesh,
+                           info=dict(steps=steps, grid=N, particles=P, replicates=R))
+    done, run0, it0, carry0 = [], 0, 0, None
+    if ckpt is not None and os.path.exists(ckpt.path):
+        done, run0, it0, carry0 = ckpt.load()
+    E = checkpoint_every
+    n_runs = [0]  # index of the current run (replicate r of grid g) in the whole solve
+
     def run_grid(Ng, fs, offset=0):
-        fn = _jitted_core(net, Ng, steps, fs, bool(lazy), False)
+        init, advance = _jitted_pieces(net, Ng, steps, fs, bool(lazy))
         outs = []
         for U, V in make_parts(Ng, offset):
+            t = n_runs[0]
+            n_runs[0] += 1
+            if t < len(done):  # finished before the checkpoint
+                outs.append(done[t])
+                continue
             if mesh is not None:
                 # (Ng, P, p) split along the particle axis: the particle means in the jitted
                 # core become all-reduces over the "particles" mesh axis (GSPMD)
@@ -253,8 +373,24 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
                 U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
                 if U.ndim == 2:
                     U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
-            out = fn(U, V, Xj, Yj, hyper)
-            outs.append(to_host({k: v for k, v in out.items() if not k.startswith("final_")}))
+            if t == run0 and carry0 is not None:
+                carry, it = carry0, it0
+            else:
+                carry, it = init(U, V, Xj), 0
+            # K + 1 iterations (the last one only records Z_K), in pieces ending at multiples of E
+            while it < steps + 1:
+                nxt = steps + 1 if E is None else min(steps + 1, (it // E + 1) * E)
+                k0 = jnp.asarray(it)  # the same (default) integer type for every call: one program
+                carry = advance(carry, k0, jnp.asarray(nxt, k0.dtype), U, V, Xj, Yj, hyper)
+                it = nxt
+                if ckpt is not None and it < steps + 1:
+                    ckpt.save(done, t, it, carry)
+            _, buf, o = carry
+            res_t = to_host(dict(o, forward=buf))
+            outs.append(res_t)
+            done.append(res_t)
+            if ckpt is not None:
+                ckpt.save(done, t + 1, 0, None)
         return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
     res = run_grid(N, fsteps)
@@ -292,7 +428,8 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
                    lazy: bool = False, richardson: bool = False, activation="tanh", unit="mlp",
                    alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None, model=None,
                    seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
-                   max_memory: int | None = None, devices=None) -> MeanODEResult:
+                   max_memory: int | None = None, devices=None, checkpoint=None,
+                   checkpoint_every: int | None = None) -> MeanODEResult:
     """Neural Mean ODE limit (L → ∞, any M) of a ResNet trained by full-batch GD on (X, Y).
 
     Also reachable as ``nfd.solve(X, Y, method="mean_ode", ...)``.
@@ -324,6 +461,13 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
             (N, P, p) are placed with ``PartitionSpec(None, "particles", None)`` and the particle
             means become all-reduces).  P must be a multiple of the device count.  The result
             equals the single-device one up to the order of floating-point summation.
+        checkpoint: path of a checkpoint file (NPZ).  If it exists the solve resumes from it (it
+            must belong to the same problem: model, data, seed and options, else ValueError); the
+            state is written there (atomically) every ``checkpoint_every`` GD steps of each
+            replicate run and when each run ends.  The GD loop is one compiled program with traced
+            bounds, so a resumed solve is bit-identical to an uninterrupted one.
+        checkpoint_every: GD steps between checkpoints (needs ``checkpoint``; default: only when a
+            replicate (or the 2N grid of ``richardson``) finishes).
 
     Returns:
         :class:`MeanODEResult` with ``.outputs`` (K+1, n, D), ``.losses`` (K+1,),
@@ -343,4 +487,5 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
     return solve_mean_ode_network(model, X, Y, steps=steps, grid=grid, particles=particles, sampler=sampler,
                                   coupling=coupling, replicates=replicates, lazy=lazy, richardson=richardson,
                                   seed=seed, particles_init=particles_init, forward_steps=forward_steps,
-                                  dtype=dtype, max_memory=max_memory, devices=devices)
+                                  dtype=dtype, max_memory=max_memory, devices=devices, checkpoint=checkpoint,
+                                  checkpoint_every=checkpoint_every)
