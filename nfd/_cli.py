@@ -378,9 +378,13 @@ def cmd_simulate(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     results, summary = {}, {"command": "simulate", "config": cfg, "nfd_version": __version__, "machine": _machine(),
                             "runs": []}
+    ckpt = kw.pop("checkpoint", None)
     for n in widths:
         log(f"simulate: width {n}, options {_short(kw)}")
         t = time.perf_counter()
+        if ckpt is not None:  # one checkpoint file per width: run_n64.npz, run_n128.npz, ...
+            p = Path(ckpt)
+            kw["checkpoint"] = str(p.with_name(f"{p.stem}_n{n}{p.suffix}")) if len(widths) > 1 else str(p)
         r = simulate(X, Y, width=n, progress=not args.quiet, **kw)
         wall = time.perf_counter() - t
         results[n] = r

@@ -1,5 +1,13 @@
-import jax
-import pytest
+import os
+
+from _xla import session_flags
+
+# Compile at LLVM -O0 in the default run (why, and how to turn it off: tests/_xla.py).  Must be set
+# before jax initialises its CPU backend.
+os.environ["XLA_FLAGS"] = session_flags()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Numerics checks run in float64 where they ask for it (dtype=jnp.float64); the package's
 # default stays float32.

@@ -42,8 +42,16 @@ def _compare(net, X, Y, *, backward="coupled", batch_size=1, seeds=2):
     return r
 
 
-@pytest.mark.parametrize("block", ["pre", "post", "two_layer"])
-@pytest.mark.parametrize("parameterization", ["depth_mup", "mup", "ntk", "sp"])
+# The default run covers every block with depth-μP (the package's default) and every other
+# parameterization once (≈3 s each, mostly compilation); the slow run checks all 12 pairs.
+_DEFAULT_PAIRS = {("depth_mup", "pre"), ("depth_mup", "post"), ("depth_mup", "two_layer"),
+                  ("mup", "post"), ("ntk", "two_layer"), ("sp", "pre")}
+
+
+@pytest.mark.parametrize("parameterization, block", [
+    pytest.param(p, b, marks=() if (p, b) in _DEFAULT_PAIRS else pytest.mark.slow)
+    for p in ("depth_mup", "mup", "ntk", "sp") for b in ("pre", "post", "two_layer")
+])
 def test_matches_jax_grad_reference(block, parameterization):
     X, Y = _data()
     net = nfd.ResNet(depth=2, input_dim=3, width=8, activation="tanh", lr=0.3, block=block,

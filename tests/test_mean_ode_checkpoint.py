@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nfd.meanode import _solve, solve_mean_ode
+from _xla import subprocess_env
 
 FIELDS = ("outputs", "outputs_stderr", "losses", "forward", "u_displacement", "v_displacement",
           "replicate_outputs")
@@ -212,7 +213,7 @@ MULTI_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_checkpoint_resumes_bit_identically_on_four_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = subprocess_env(devices=4)
     out = subprocess.run([sys.executable, "-c", MULTI_SCRIPT, str(tmp_path / "s")], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+from _xla import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "multihost.py"
@@ -24,8 +25,7 @@ def _load_example():
 
 def test_two_processes_equal_one(tmp_path):
     out = tmp_path / "multihost.npz"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    env.pop("XLA_FLAGS", None)
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, str(EXAMPLE), "--launch-local", "2", "--out", str(out), "--timeout", "400",
                         "--no-check", "--checkpoint", str(tmp_path / "ckpt.npz")],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=500)

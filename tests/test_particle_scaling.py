@@ -20,6 +20,7 @@ import pytest
 
 import nfd
 from nfd.limits import _nfd
+from _xla import subprocess_env
 
 FIELDS = ("outputs", "losses", "sigma", "theta", "test_outputs", "sigma_min_pivot", "theta_min_pivot")
 
@@ -227,9 +228,12 @@ SHARD_SCRIPT = textwrap.dedent(
     X = rng.normal(size=(6, 3)); Y = np.sin(X[:, 0]); Xt = rng.normal(size=(2, 3))
     net = nfd.ResNet(depth=3, input_dim=3, activation="tanh", lr=0.5)
     worst = 0.0
-    for opts in (dict(backward="gia"), dict(backward="exact", batch_size=2),
-                 dict(backward="exact", noise="regenerate", record_paths=True),
-                 dict(backward="gia", storage_dtype="float32")):
+    CONFIGS = {"gia": dict(backward="gia"), "exact-batch": dict(backward="exact", batch_size=2),
+               "exact-regen": dict(backward="exact", noise="regenerate", record_paths=True),
+               "gia-f32": dict(backward="gia", storage_dtype="float32"),
+               "gia-f32-regen": dict(backward="gia", storage_dtype="float32", noise="regenerate"),
+               "exact-batch-paths": dict(backward="exact", batch_size=2, record_paths=True)}
+    for opts in (CONFIGS[c] for c in sys.argv[1:]):
         kw = dict(particles=256, X_test=Xt, dtype=jnp.float64, **opts)
         one = _nfd.solve_particles_network(net, X, Y, **kw)
         four = _nfd.solve_particles_network(net, X, Y, devices="all", **kw)
@@ -262,8 +266,16 @@ SHARD_SCRIPT = textwrap.dedent(
 )
 
 
-def test_particle_sharding_on_four_host_devices_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
+# Each option set costs about 10 s of compilation in the child process.  The default run covers
+# both backward modes, noise regeneration, 16→32-bit storage rounding, mini-batches and recorded
+# paths in two combined sets; the slow run checks each option on its own.
+@pytest.mark.parametrize("configs", [
+    ("gia-f32-regen", "exact-batch-paths"),
+    pytest.param(("gia", "exact-batch", "exact-regen", "gia-f32"), marks=pytest.mark.slow),
+])
+def test_particle_sharding_on_four_host_devices_equals_one_device(configs):
+    env = subprocess_env(devices=4)
+    out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT, *configs], env=env, capture_output=True, text=True,
+                         timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1].startswith("OK")

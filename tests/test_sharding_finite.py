@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from _xla import subprocess_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -29,7 +30,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_seed_sharding_on_four_host_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = subprocess_env(devices=4)
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")

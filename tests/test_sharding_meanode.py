@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nfd._sharding import check_divisible, resolve_devices, sharding_for
+from _xla import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -84,7 +85,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_mean_ode_particle_sharding_on_four_host_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = subprocess_env(devices=4)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600,
                          cwd=ROOT)

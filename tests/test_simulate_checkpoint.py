@@ -13,6 +13,7 @@ import pytest
 
 import nfd
 from nfd.finite import _simulate
+from _xla import subprocess_env
 
 
 def _data(K=6, d=3, seed=0):
@@ -257,7 +258,7 @@ MULTI_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_checkpoint_resumes_bit_identically_on_four_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = subprocess_env(devices=4)
     out = subprocess.run([sys.executable, "-c", MULTI_SCRIPT, str(tmp_path / "s")], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
