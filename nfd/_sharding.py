@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -92,8 +93,16 @@ def shard_along(array, mesh, axis, axis_name):
     the slices of its own devices (with several processes, each must pass the same value).
     """
     a = np.asarray(array)
-    sh = sharding_for(mesh, a.ndim, axis, axis_name)
-    return jax.make_array_from_callback(a.shape, sh, lambda idx: a[idx])
+    return place(a, sharding_for(mesh, a.ndim, axis, axis_name))
+
+
+def place(array, sharding):
+    """``array`` (host) as a ``jax.Array`` with ``sharding`` (``None``: on the default device).
+    Each process transfers only the slices of its own devices."""
+    a = np.asarray(array)
+    if sharding is None:
+        return jnp.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
 
 def _fetch(x):

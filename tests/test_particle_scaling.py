@@ -115,6 +115,10 @@ def test_checkpoint_of_another_problem_is_refused(tmp_path):
         _nfd.solve_particles_network(_net(), X, Y + 1.0, checkpoint=path, particles=64)
     with pytest.raises(ValueError, match="different problem"):
         nfd.particle_problem(_net(), X, Y, particles=64, seed=3).advance(prob.init())
+    bad = tmp_path / "bad.npz"
+    bad.write_text("nope")
+    with pytest.raises(ValueError, match="not a readable particle solver checkpoint"):
+        prob.load(bad)
     with pytest.raises(ValueError, match="advance it to the end"):
         prob.solution(prob.init())
     with pytest.raises(ValueError, match="steps"):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import sys
@@ -41,7 +40,8 @@ from .._errors import DivergenceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_memory, format_bytes
 from .._model import ResNet
-from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
+from .. import _checkpoint
+from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from .._validate import check_data, check_seeds, check_test_inputs
 
 __all__ = ["simulate", "simulate_network", "SimulationResult", "init_params", "RECORDABLE"]
@@ -350,16 +350,13 @@ def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, 
     return int(per_seed * seeds * item * 1.25)
 
 
-_CKPT_VERSION = 1
-
-
 def _fingerprint(net, rates, *, backward, batch, steps, n_test, record, dtype, dense, same_key, seed, seeds,
                  arrays) -> str:
     """sha256 (32 hex digits) of everything that determines a simulation's numbers: a checkpoint
     is only resumed by the run it was written by.  The devices are not part of it."""
     h = hashlib.sha256()
     ident = (repr(net.replace(lr=0.0)), np.asarray(rates, np.float64).tolist(), backward, batch, steps, n_test,
-             sorted(set(record)), jnp.dtype(dtype).name, bool(dense), bool(same_key), seed, seeds, _CKPT_VERSION)
+             sorted(set(record)), jnp.dtype(dtype).name, bool(dense), bool(same_key), seed, seeds, _checkpoint.VERSION)
     h.update(repr(ident).encode())
     for a in arrays:
         a = np.ascontiguousarray(a, np.float64)
@@ -391,64 +388,38 @@ class _Checkpoint:
     def save(self, step, carry) -> None:
         state, buf = carry
         rows = step * self.batch
-        parts = {}
+        arrays = {}
         for k, v in state.items():
             if k in ("W0", "Wt0"):
                 continue  # drawn from the keys again on load
-            parts[f"state/{k}"] = (v, rows if k in ("P", "Q") else None)  # P, Q: (S, F, L, H, n)
+            # P, Q: (S, F, L, H, n), only the filled rows (sliced on the host: a device slice
+            # compiles per size); to_host gathers the seed shards of every process
+            arrays[f"state/{k}"] = to_host(v)[:, :, :, :rows] if k in ("P", "Q") else v
         for k, v in buf.items():
-            parts[f"outs/{k}"] = (v, step)
-        arrays, dtypes = {}, {}
-        for name, (v, upto) in parts.items():
-            a = to_host(v)  # gathers the seed shards of every process
-            if upto is not None:  # sliced here, not on the device (a device slice compiles per size)
-                a = a[:, :, :, :upto] if name.startswith("state/") else a[:, :upto]
-            a = np.ascontiguousarray(a)
-            dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
-            arrays[name] = a.reshape(-1).view(np.uint8)
-        meta = dict(version=_CKPT_VERSION, step=int(step), fingerprint=self.fingerprint, dtypes=dtypes, **self.info)
-        if jax.process_index() != 0:
-            return
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        os.replace(tmp, self.path)  # atomic: a crash mid-write leaves the previous checkpoint
+            arrays[f"outs/{k}"] = to_host(v)[:, :step]
+        _checkpoint.write(self.path, arrays, dict(step=int(step), fingerprint=self.fingerprint, **self.info))
 
     def load(self):
         """(step, carry) from the file, placed on the run's devices."""
-        path = self.path
-        try:
-            z = np.load(path, allow_pickle=False)
-            meta = json.loads(z["__meta__"].tobytes().decode())
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise ValueError(f"{path}: not a readable nfd.simulate checkpoint ({type(e).__name__}: {e})") from None
-        with z:
-            if meta.get("version") != _CKPT_VERSION:
-                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
-            if meta.get("fingerprint") != self.fingerprint:
-                info = ", ".join(f"{k}={meta.get(k)}" for k in self.info)
-                raise ValueError(
-                    f"{path}: the checkpoint belongs to a different problem (network, data, seed or options differ; "
-                    f"it has {info}); delete it or pass another checkpoint path")
-            step = int(meta["step"])
-            shapes = jax.eval_shape(self.init, self.keys)  # ShapeDtypeStructs of the full carry
-            out = ({}, {})
-            for name, (dt, shape) in meta["dtypes"].items():
-                g, k = name.split("/", 1)
-                gi = 0 if g == "state" else 1
-                full = shapes[gi][k]
-                a = z[name].view(jnp.dtype(dt)).reshape(shape)
-                if tuple(a.shape) != tuple(full.shape):  # the filled part of P, Q or an output buffer
-                    b = np.zeros(full.shape, a.dtype)
-                    b[tuple(slice(0, m) for m in a.shape)] = a
-                    a = b
-                out[gi][k] = a
+        meta, arrays = _checkpoint.read(self.path, what="nfd.simulate", fingerprint=self.fingerprint,
+                                        differs="network, data, seed or options", info=tuple(self.info))
+        step = int(meta["step"])
+        shapes = jax.eval_shape(self.init, self.keys)  # ShapeDtypeStructs of the full carry
+        out = ({}, {})
+        for name, a in arrays.items():
+            g, k = name.split("/", 1)
+            gi = 0 if g == "state" else 1
+            full = shapes[gi][k]
+            if tuple(a.shape) != tuple(full.shape):  # the filled part of P, Q or an output buffer
+                b = np.zeros(full.shape, a.dtype)
+                b[tuple(slice(0, m) for m in a.shape)] = a
+                a = b
+            out[gi][k] = a
         if self.mesh is None:
             carry = jax.tree_util.tree_map(jnp.asarray, out)
         else:
             sh = NamedSharding(self.mesh, PartitionSpec("seeds"))
-            carry = jax.tree_util.tree_map(
-                lambda a: jax.make_array_from_callback(a.shape, sh, lambda idx, a=a: a[idx]), out)
+            carry = jax.tree_util.tree_map(lambda a: place(a, sh), out)
         state, buf = carry
         state.update(self.weights(self.keys))  # W^(0) (dense) from the same keys as at the start
         return step, (state, buf)

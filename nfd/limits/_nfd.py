@@ -65,7 +65,8 @@ from .._errors import DivergenceError, SingularCovarianceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_memory, device_memory_limit, format_bytes
 from .._model import ResNet
-from .._sharding import check_divisible, make_mesh, resolve_devices, to_host
+from .. import _checkpoint
+from .._sharding import check_divisible, make_mesh, place, resolve_devices, to_host
 from .._validate import check_data, check_test_inputs
 
 __all__ = ["solve_particles", "solve_particles_network", "particle_problem", "ParticleProblem", "ParticleState",
@@ -538,9 +539,6 @@ class ParticleState:
     fingerprint: str
 
 
-_CKPT_VERSION = 1
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class ParticleProblem:
     """A validated particle solve that runs in pieces: checkpoint and resume long solves.
@@ -604,54 +602,29 @@ class ParticleProblem:
         """Write ``state`` to ``path`` (NPZ, raw bytes of every array, so bit-exact in any storage
         dtype) atomically (a temporary file renamed into place).  On several hosts every process
         must call it (the particle shards are gathered); process 0 writes."""
-        import json
-        import os
-
         self._check(state)
         state_d, buf = state.carry
-        arrays, dtypes = {}, {}
-        for group, d_ in (("state", state_d), ("outs", buf)):
-            for k, v in d_.items():
-                a = np.ascontiguousarray(to_host(v))
-                name = f"{group}/{k}"
-                dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
-                arrays[name] = a.reshape(-1).view(np.uint8)
-        meta = dict(version=_CKPT_VERSION, step=state.step, fingerprint=self.fingerprint, dtypes=dtypes,
-                    steps=self.steps, particles=self.static.P, depth=self.static.L)
-        if jax.process_index() != 0:
-            return
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        os.replace(tmp, path)
+        arrays = {f"{g}/{k}": v for g, d_ in (("state", state_d), ("outs", buf)) for k, v in d_.items()}
+        _checkpoint.write(path, arrays, dict(step=state.step, fingerprint=self.fingerprint, steps=self.steps,
+                                             particles=self.static.P, depth=self.static.L))
 
     def load(self, path) -> ParticleState:
         """Read a state written by :meth:`save` (refused if it belongs to another problem).  The
         arrays are placed on this problem's devices, so a run checkpointed on D devices can resume
         on another number of devices (then equal to round-off, not bit for bit)."""
-        import json
-
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["__meta__"].tobytes().decode())
-            if meta.get("version") != _CKPT_VERSION:
-                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
-            if meta["fingerprint"] != self.fingerprint:
-                raise ValueError(
-                    f"{path}: the checkpoint belongs to a different problem (network, data, seed or options "
-                    f"differ; it has particles={meta.get('particles')}, depth={meta.get('depth')}, "
-                    f"steps={meta.get('steps')}); delete it or pass another checkpoint path")
-            groups = {"state": {}, "outs": {}}
-            for name, (dt, shape) in meta["dtypes"].items():
-                g, k = name.split("/", 1)
-                groups[g][k] = z[name].view(jnp.dtype(dt)).reshape(shape)
+        meta, arrays = _checkpoint.read(path, what="particle solver", fingerprint=self.fingerprint,
+                                        differs="network, data, seed or options",
+                                        info=("particles", "depth", "steps"))
+        groups = {"state": {}, "outs": {}}
+        for name, a in arrays.items():
+            g, k = name.split("/", 1)
+            groups[g][k] = a
         carry = (groups["state"], groups["outs"])
         sh = _program(self.static).shardings(carry)
         if sh is None:
             carry = jax.tree_util.tree_map(jnp.asarray, carry)
         else:
-            carry = jax.tree_util.tree_map(
-                lambda a, s: jax.make_array_from_callback(a.shape, s, lambda idx, a=a: a[idx]), carry, sh)
+            carry = jax.tree_util.tree_map(place, carry, sh)
         return ParticleState(int(meta["step"]), carry, self.fingerprint)
 
     def solution(self, state: ParticleState) -> ParticleSolution:
@@ -867,7 +840,7 @@ def particle_problem(
 
     h = hashlib.sha256()
     ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
-    h.update(repr((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol), _CKPT_VERSION)).encode())
+    h.update(repr((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol), _checkpoint.VERSION)).encode())
     for a in (Xs, Ys, Xt):
         h.update(np.ascontiguousarray(a, np.float64).tobytes())
     config = dict(

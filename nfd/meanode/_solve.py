@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import time
@@ -58,7 +57,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._memory import check_memory
 from .._model import MeanODEResNet
-from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
+from .. import _checkpoint
+from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
 
@@ -161,15 +161,7 @@ def _pos_int(name, v):
     return int(v)
 
 
-_CKPT_VERSION = 1
 _OUT_NAMES = ("outputs", "losses", "u_displacement", "v_displacement", "forward")
-
-
-def _put(a, sharding):
-    a = np.asarray(a)
-    if sharding is None:
-        return jnp.asarray(a)
-    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,49 +179,18 @@ class _Checkpoint:
     info: dict
 
     def save(self, done, run, it, carry) -> None:
-        arrays, dtypes = {}, {}
-
-        def add(name, v):
-            a = np.ascontiguousarray(to_host(v))
-            dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
-            arrays[name] = a.reshape(-1).view(np.uint8)
-
-        for i, res in enumerate(done):
-            for k in _OUT_NAMES:
-                add(f"done/{i}/{k}", res[k])
+        arrays = {f"done/{i}/{k}": res[k] for i, res in enumerate(done) for k in _OUT_NAMES}
         if carry is not None:
             (pu, pv), buf, outs = carry
-            add("carry/params_u", pu)
-            add("carry/params_v", pv)
-            add("carry/forward", buf)
-            for k, v in outs.items():
-                add(f"carry/outs/{k}", v)
-        meta = dict(version=_CKPT_VERSION, fingerprint=self.fingerprint, runs_done=len(done), run=run, it=it,
-                    dtypes=dtypes, **self.info)
-        if jax.process_index() != 0:
-            return
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        os.replace(tmp, self.path)  # atomic: a crash mid-write leaves the previous checkpoint
+            arrays.update({"carry/params_u": pu, "carry/params_v": pv, "carry/forward": buf})
+            arrays.update({f"carry/outs/{k}": v for k, v in outs.items()})
+        _checkpoint.write(self.path, arrays, dict(fingerprint=self.fingerprint, runs_done=len(done), run=run, it=it,
+                                                  **self.info))
 
     def load(self):
         """(done results, run index, iterations done, carry or None), the carry on the devices."""
-        path = self.path
-        try:
-            z = np.load(path, allow_pickle=False)
-            meta = json.loads(z["__meta__"].tobytes().decode())
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise ValueError(f"{path}: not a readable solve_mean_ode checkpoint ({type(e).__name__}: {e})") from None
-        with z:
-            if meta.get("version") != _CKPT_VERSION:
-                raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
-            if meta.get("fingerprint") != self.fingerprint:
-                info = ", ".join(f"{k}={meta.get(k)}" for k in self.info)
-                raise ValueError(
-                    f"{path}: the checkpoint belongs to a different problem (model, data, seed or options differ; "
-                    f"it has {info}); delete it or pass another checkpoint path")
-            arr = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
+        meta, arr = _checkpoint.read(self.path, what="solve_mean_ode", fingerprint=self.fingerprint,
+                                     differs="model, data, seed or options", info=tuple(self.info))
         done = [{k: arr[f"done/{i}/{k}"] for k in _OUT_NAMES} for i in range(meta["runs_done"])]
         carry = None
         if "carry/params_u" in arr:
@@ -238,9 +199,9 @@ class _Checkpoint:
             else:
                 ps = NamedSharding(self.mesh, PartitionSpec(None, "particles", None))
                 rep = NamedSharding(self.mesh, PartitionSpec())
-            outs = {k[len("carry/outs/"):]: _put(v, rep) for k, v in arr.items() if k.startswith("carry/outs/")}
-            carry = ((_put(arr["carry/params_u"], ps), _put(arr["carry/params_v"], ps)),
-                     _put(arr["carry/forward"], rep), outs)
+            outs = {k[len("carry/outs/"):]: place(v, rep) for k, v in arr.items() if k.startswith("carry/outs/")}
+            carry = ((place(arr["carry/params_u"], ps), place(arr["carry/params_v"], ps)),
+                     place(arr["carry/forward"], rep), outs)
         return done, int(meta["run"]), int(meta["it"]), carry
 
 
@@ -343,7 +304,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
         model = (net.dim, net.unit.name, net.unit.odd_in_v, net.param_sizes, net.activation.name, net.alpha,
                  net.sigma_u, net.sigma_v, net.lr_u, net.lr_v)
         h.update(repr((model, steps, N, P, sampler, coupling, R, bool(lazy), bool(richardson), int(seed), fsteps,
-                       dt.name, particles_init is not None, _CKPT_VERSION)).encode())
+                       dt.name, particles_init is not None, _checkpoint.VERSION)).encode())
         for arr in (X, Y) + ((Ug, Vg) if particles_init is not None else ()):
             h.update(repr(arr.shape).encode())
             h.update(np.ascontiguousarray(arr, np.float64).tobytes())

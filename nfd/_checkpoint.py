@@ -1,0 +1,63 @@
+"""The checkpoint file format shared by the particle solver, the simulator and the Mean ODE solver.
+
+A checkpoint is an NPZ file: every array stored as its raw bytes (so any dtype, 16-bit storage
+included, round-trips bit for bit) and one ``__meta__`` entry, a JSON object with the format
+version, the problem's fingerprint, each array's dtype and shape, and whatever the solver adds
+(its step counters and a few sizes for error messages).  It is written atomically (a temporary
+file renamed into place, so a crash mid-write leaves the previous checkpoint) by process 0 after
+the shards of every process have been gathered; every process must call :func:`write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._sharding import to_host
+
+VERSION = 1
+
+
+def write(path, arrays: dict[str, Any], meta: dict) -> None:
+    """Write ``arrays`` (name → numpy or jax array; jax arrays are gathered to the host) and the
+    JSON-serialisable ``meta`` to ``path``.  All processes call it; process 0 writes."""
+    raw, dtypes = {}, {}
+    for name, v in arrays.items():
+        a = np.ascontiguousarray(v if isinstance(v, np.ndarray) else to_host(v))
+        dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
+        raw[name] = a.reshape(-1).view(np.uint8)
+    meta = dict(meta, version=VERSION, dtypes=dtypes)
+    if jax.process_index() != 0:
+        return
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **raw)
+    os.replace(tmp, path)
+
+
+def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(meta, arrays) of the checkpoint at ``path``, refused with a ``ValueError`` if the file is
+    unreadable or of another version, or if its fingerprint is not ``fingerprint`` (the message
+    says that ``differs`` differ and shows the checkpoint's ``info`` entries).  ``what`` names the
+    solver in messages."""
+    path = os.fspath(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        meta = json.loads(z["__meta__"].tobytes().decode())
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path}: not a readable {what} checkpoint ({type(e).__name__}: {e})") from None
+    with z:
+        if meta.get("version") != VERSION:
+            raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
+        if meta.get("fingerprint") != fingerprint:
+            has = ", ".join(f"{k}={meta.get(k)}" for k in info)
+            raise ValueError(f"{path}: the checkpoint belongs to a different problem ({differs} differ; it has {has}); "
+                             "delete it or pass another checkpoint path")
+        arrays = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
+    return meta, arrays
