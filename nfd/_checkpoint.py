@@ -61,3 +61,22 @@ def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ..
                              "delete it or pass another checkpoint path")
         arrays = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
     return meta, arrays
+
+
+def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]:
+    """Validate a solver's ``checkpoint`` (a file path or ``None``) and ``checkpoint_every`` (a
+    positive number of steps, only with a path) before any work; returns them normalised."""
+    if checkpoint_every is not None:
+        if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
+                or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be a positive integer (steps), got {checkpoint_every!r}")
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
+        checkpoint_every = int(checkpoint_every)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
+        if os.path.isdir(checkpoint):
+            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
+        checkpoint = os.fspath(checkpoint)
+    return checkpoint, checkpoint_every

@@ -523,16 +523,7 @@ def simulate_network(
         raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
-                                         not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be a positive integer (steps), got {checkpoint_every!r}")
-    if checkpoint_every is not None and checkpoint is None:
-        raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
-    if checkpoint is not None:
-        if not isinstance(checkpoint, (str, os.PathLike)):
-            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
-        if os.path.isdir(checkpoint):
-            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
 
     K = X.shape[0]
     B = batch_size

@@ -868,11 +868,7 @@ def solve_particles_network(
 
     See :func:`solve_particles` for the arguments.
     """
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
-                                         not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be a positive integer (steps), got {checkpoint_every!r}")
-    if checkpoint_every is not None and checkpoint is None:
-        raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
     prob = particle_problem(net, X, Y, particles=particles, **kwargs)
     steps = prob.steps
     import os

@@ -238,15 +238,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     fsteps = _check_forward_steps(forward_steps, steps)
-    if checkpoint_every is not None:
-        checkpoint_every = _pos_int("checkpoint_every", checkpoint_every)
-        if checkpoint is None:
-            raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
-    if checkpoint is not None:
-        if not isinstance(checkpoint, (str, os.PathLike)):
-            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
-        if os.path.isdir(checkpoint):
-            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
