@@ -6,7 +6,7 @@ import os
 
 from ._errors import MemoryEstimateError
 
-__all__ = ["available_memory_bytes", "device_memory_limit", "check_memory", "format_bytes"]
+__all__ = ["available_memory_bytes", "device_memory_limit", "check_memory", "check_device_memory", "format_bytes"]
 
 
 def available_memory_bytes() -> int:
@@ -54,3 +54,23 @@ def check_memory(estimate_bytes: int, *, what: str, hint: str, limit_bytes: int 
             estimate_bytes=int(estimate_bytes),
             limit_bytes=limit,
         )
+
+
+def check_device_memory(total_bytes: int, per_device_bytes: int | None = None, *, devices=None, what: str,
+                        hint: str, limit_bytes: int | None = None) -> None:
+    """Check a run spread over ``devices`` (``None``: JAX's default device) before it starts.
+
+    On accelerators each device holds its share: ``per_device_bytes`` (default ``total_bytes``)
+    is checked against the device's own limit (:func:`device_memory_limit`), or against
+    ``limit_bytes`` if given (then a per-device limit).  Host CPU devices, simulated ones
+    included, share this machine's memory: ``total_bytes`` is checked as :func:`check_memory` does.
+    """
+    import jax
+
+    dev = devices[0] if devices else jax.devices()[0]
+    if dev.platform == "cpu":
+        check_memory(total_bytes, what=what, hint=hint, limit_bytes=limit_bytes)
+        return
+    per = total_bytes if per_device_bytes is None else per_device_bytes
+    check_memory(per, what=f"{what} (per {dev.platform} device)", hint=hint,
+                 limit_bytes=limit_bytes if limit_bytes is not None else device_memory_limit(dev))

@@ -38,7 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._errors import DivergenceError
 from .._losses import loss_grad, loss_value
-from .._memory import check_memory, format_bytes
+from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
 from .. import _checkpoint
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
@@ -535,16 +535,17 @@ def simulate_network(
     est = estimate_memory(
         net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=dense, backward=backward
     )
+    D = 1 if devs is None else len(devs)  # seeds are split evenly over the devices
     hint = f"width={net.width}, depth={net.depth}, steps={steps}, seeds={seeds}, weights={'dense' if dense else 'regenerate'}"
     if dense and weights == "auto":
         try:
-            check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
+            check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
         except MemoryError:
             dense = False
             est = estimate_memory(
                 net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=False, backward=backward
             )
-    check_memory(est, what="simulate", hint=hint, limit_bytes=max_memory)
+    check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
 
     if chunk_steps is not None and (isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer))
                                     or chunk_steps < 1):

@@ -63,7 +63,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._errors import DivergenceError, SingularCovarianceError
 from .._losses import loss_grad, loss_value
-from .._memory import check_memory, device_memory_limit, format_bytes
+from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
 from .. import _checkpoint
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, to_host
@@ -812,11 +812,7 @@ def particle_problem(
     hint = (f"particles={P}, depth={L}, samples={K}, backward={backward!r}, devices={D}; memory grows as "
             "L·K·P + L·K²; storage_dtype='bfloat16' and noise='regenerate' reduce the L·K·P part, and more "
             "devices split it")
-    if devs is not None and devs[0].platform != "cpu":
-        check_memory(est_dev, what="solve_particles (per device)", hint=hint,
-                     limit_bytes=max_memory if max_memory is not None else device_memory_limit(devs[0]))
-    else:  # host devices share this machine's memory
-        check_memory(est, what="solve_particles", hint=hint, limit_bytes=max_memory)
+    check_device_memory(est, est_dev, devices=devs, what="solve_particles", hint=hint, limit_bytes=max_memory)
     if K > P:
         warnings.warn(
             f"solve_particles: {K} samples but only {P} particles; the particle kernels Σ, Θ have rank ≤ P, "

@@ -122,11 +122,13 @@ def _dtype(dtype):
     return dt
 
 
-def train_bytes(*, L, P, n, D, p, steps, n_forward, dtype) -> int:
-    """Rough peak memory of one seed of :func:`_train_core` in bytes."""
+def train_bytes(*, L, P, n, D, p, steps, n_forward, dtype, devices: int = 1) -> int:
+    """Rough peak memory of one seed of :func:`_train_core` in bytes (on each of ``devices``
+    devices when the P particles are split over them; the states and records are replicated)."""
     item = jnp.dtype(dtype).itemsize
-    params = 6 * L * P * p  # Z0, Z, grad, update temporaries
-    acts = 4 * L * n * (D + P)  # saved forward states and pre-activations for reverse mode
+    Pd = -(-P // devices)
+    params = 6 * L * Pd * p  # Z0, Z, grad, update temporaries
+    acts = 4 * L * n * (D + Pd)  # saved forward states and pre-activations for reverse mode
     record = (steps + 1) * n * D + n_forward * (L + 1) * n * D
     return int(item * (params + acts + record))
 

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from .._memory import check_memory
+from .._memory import check_device_memory
 from .._model import MeanODEResNet
 from .. import _checkpoint
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
@@ -270,9 +270,12 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     n, D = X.shape
     grids = (N, 2 * N) if richardson else (N,)
     for Ng in grids:
-        est = R * train_bytes(L=Ng, P=P, n=n, D=D, p=p_u + p_v, steps=steps, n_forward=len(fsteps), dtype=dt)
-        check_memory(est, what=f"the Mean ODE solver (grid={Ng}, particles={P}, replicates={R})",
-                     hint="fewer particles, grid points or replicates", limit_bytes=max_memory)
+        kw = dict(L=Ng, P=P, n=n, D=D, p=p_u + p_v, steps=steps, n_forward=len(fsteps), dtype=dt)
+        est = R * train_bytes(**kw)
+        est_dev = R * train_bytes(**kw, devices=1 if devs is None else len(devs))
+        check_device_memory(est, est_dev, devices=devs, what=f"the Mean ODE solver (grid={Ng}, particles={P}, "
+                            f"replicates={R})", hint="fewer particles, grid points or replicates, or more devices",
+                            limit_bytes=max_memory)
 
     # ---- particles: per replicate (P, p) shared over depth, or (Ng, P, p) -------------------
     def draw(key, layers=None):
