@@ -28,7 +28,7 @@ def write(path, arrays: dict[str, Any], meta: dict) -> None:
     JSON-serialisable ``meta`` to ``path``.  All processes call it; process 0 writes."""
     raw, dtypes = {}, {}
     for name, v in arrays.items():
-        a = np.ascontiguousarray(v if isinstance(v, np.ndarray) else to_host(v))
+        a = np.ascontiguousarray(to_host(v))  # a numpy array passes through unchanged
         dtypes[name] = [jnp.dtype(a.dtype).name, list(a.shape)]
         raw[name] = a.reshape(-1).view(np.uint8)
     meta = dict(meta, version=VERSION, dtypes=dtypes)

@@ -415,11 +415,8 @@ class _Checkpoint:
                 b[tuple(slice(0, m) for m in a.shape)] = a
                 a = b
             out[gi][k] = a
-        if self.mesh is None:
-            carry = jax.tree_util.tree_map(jnp.asarray, out)
-        else:
-            sh = NamedSharding(self.mesh, PartitionSpec("seeds"))
-            carry = jax.tree_util.tree_map(lambda a: place(a, sh), out)
+        sh = None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec("seeds"))
+        carry = jax.tree_util.tree_map(lambda a: place(a, sh), out)
         state, buf = carry
         state.update(self.weights(self.keys))  # W^(0) (dense) from the same keys as at the start
         return step, (state, buf)
