@@ -213,9 +213,11 @@ def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=Non
 
 
 def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float = 1.0) -> InitKernels:
-    """The n → ∞ covariances of a depth-L network at initialisation (Euler on the ODE).
+    r"""The n → ∞ covariances of a depth-L network at initialisation (Euler on the ODE).
 
-    Q_0 = X Xᵀ/d, Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}); Θ_L = 1, Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
+    $Q_0 = XX^\top/d$, $Q_\ell = Q_{\ell-1} + \tau\,\mathbb{E}_{Q_{\ell-1}}[\phi\phi^\top]$;
+    $\Theta_L = 1$, $\Theta_{\ell-1} = \Theta_\ell \odot (1 + \tau\,\mathbb{E}_{Q_{\ell-1}}[\phi'\phi'^\top])$,
+    where $\mathbb{E}_Q$ is the expectation over $h \sim \mathcal{N}(0, Q)$ and $\tau = T/L$.
 
     Example:
         >>> import numpy as np
