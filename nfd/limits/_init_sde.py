@@ -381,7 +381,7 @@ def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu
     * the depth-L limit  h^L_ℓ = h^L_{ℓ-1} + √τ √(E φ²(h^L_{ℓ-1})) z_ℓ, and
     * the SDE  h_t = h_0 + ∫ σ_s dw_s, whose Brownian motion has increments √τ z_ℓ on the
       layer intervals, filled in with independent Brownian bridges:
-      ∫_{t_{ℓ-1}}^{t_ℓ} σ dw = (m_ℓ/τ) √τ z_ℓ + √(v_ℓ) η_ℓ, m_ℓ = ∫σ ds, v_ℓ = ∫σ² ds − m_ℓ²/τ,
+      ``∫_{t_{ℓ-1}}^{t_ℓ} σ dw = (m_ℓ/τ) √τ z_ℓ + √(v_ℓ) η_ℓ``, ``m_ℓ = ∫σ ds``, ``v_ℓ = ∫σ² ds − m_ℓ²/τ``,
 
     all from the same h_0 ~ N(0, q0).  σ_t² = E[φ²(h_t)] comes from the ODE q' = E[φ²]
     (:func:`gaussian_init_kernels`), m_ℓ from 8-point Gauss–Legendre per layer.
