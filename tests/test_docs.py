@@ -240,6 +240,7 @@ def rendered(chromium, served):
 
 
 def test_every_page_renders_its_mathematics(rendered):
+    """Formulas rendered by KaTeX on every page; no raw TeX, stray $…$ or Sphinx roles in the prose."""
     _, pages = rendered
     by_path = {p["path"]: p for p in pages}
     assert len(pages) >= 12, [p["path"] for p in pages]
@@ -255,6 +256,8 @@ def test_every_page_renders_its_mathematics(rendered):
         if where != "/api/":  # prose of the docs pages (the API page shows docstrings as written)
             stray += re.findall(r"\S{0,20}(?:[_^]\{|\^-\d)\S{0,20}", p["text"])  # TeX-like sub/superscripts
         assert not stray, f"{where}: unconverted inline maths {stray[:3]}"
+        roles = re.findall(r"\S*:(?:func|class|meth|mod|attr|exc):\S*", p["text"])
+        assert not roles, f"{where}: Sphinx roles shown as text: {roles[:3]}"
         bad_fonts = [f for f in p["fonts"] if f["status"] == "error"]
         assert not bad_fonts, f"{where}: fonts failed to load: {bad_fonts}"
     # the pages whose subject is mathematics really show formulas, display ones included
