@@ -213,9 +213,11 @@ def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=Non
 
 
 def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float = 1.0) -> InitKernels:
-    """The n → ∞ covariances of a depth-L network at initialisation (Euler on the ODE).
+    r"""The n → ∞ covariances of a depth-L network at initialisation (Euler on the ODE).
 
-    Q_0 = X Xᵀ/d, Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}); Θ_L = 1, Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
+    $Q_0 = XX^\top/d$, $Q_\ell = Q_{\ell-1} + \tau\,\mathbb{E}_{Q_{\ell-1}}[\phi\phi^\top]$;
+    $\Theta_L = 1$, $\Theta_{\ell-1} = \Theta_\ell \odot (1 + \tau\,\mathbb{E}_{Q_{\ell-1}}[\phi'\phi'^\top])$,
+    where $\mathbb{E}_Q$ is the expectation over $h \sim \mathcal{N}(0, Q)$ and $\tau = T/L$.
 
     Example:
         >>> import numpy as np
@@ -379,7 +381,7 @@ def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu
     * the depth-L limit  h^L_ℓ = h^L_{ℓ-1} + √τ √(E φ²(h^L_{ℓ-1})) z_ℓ, and
     * the SDE  h_t = h_0 + ∫ σ_s dw_s, whose Brownian motion has increments √τ z_ℓ on the
       layer intervals, filled in with independent Brownian bridges:
-      ∫_{t_{ℓ-1}}^{t_ℓ} σ dw = (m_ℓ/τ) √τ z_ℓ + √(v_ℓ) η_ℓ, m_ℓ = ∫σ ds, v_ℓ = ∫σ² ds − m_ℓ²/τ,
+      ``∫_{t_{ℓ-1}}^{t_ℓ} σ dw = (m_ℓ/τ) √τ z_ℓ + √(v_ℓ) η_ℓ``, ``m_ℓ = ∫σ ds``, ``v_ℓ = ∫σ² ds − m_ℓ²/τ``,
 
     all from the same h_0 ~ N(0, q0).  σ_t² = E[φ²(h_t)] comes from the ODE q' = E[φ²]
     (:func:`gaussian_init_kernels`), m_ℓ from 8-point Gauss–Legendre per layer.

@@ -87,7 +87,7 @@ class ParticleSolution:
         outputs: (K,) f̂^(k) = E[g^(k)_L h^(k)_L], the output on sample k before update k.
         losses: (K,) ℓ(f̂^(k), y^(k)).
         test_outputs: (steps, N) outputs on ``X_test`` before each step, or ``None``.
-        sigma: (L, K, K) Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})], ℓ = 1..L (forward kernels).
+        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels).
         theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels).
         sigma_min_eig: (L,) smallest eigenvalue of Σ_{ℓ-1} over all K samples (Assumption 1).
         theta_min_eig: (L,) smallest eigenvalue of Θ_ℓ.
