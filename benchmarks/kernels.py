@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -45,15 +46,22 @@ jax.config.update("jax_enable_x64", True)
 from neural_tangents import stax
 cfg = json.load(open(sys.argv[1]))
 X = np.load(cfg["X"])
-L, T = cfg["depth"], cfg["T"]
-branch = stax.serial(stax.Relu(), stax.Dense(1, W_std=float(np.sqrt(T / L)), parameterization="standard"))
-block = stax.serial(stax.FanOut(2), stax.parallel(branch, stax.Identity()), stax.FanInSum())
-_, _, kernel_fn = stax.serial(stax.Dense(1, W_std=1.0, parameterization="standard"), *([block] * L))
-kf = jax.jit(kernel_fn, static_argnames="get")
-t0 = time.perf_counter(); K = np.asarray(kf(X, None, "nngp")); t1 = time.perf_counter()
-K = np.asarray(kf(X, None, "nngp")); t2 = time.perf_counter()
-np.save(cfg["out"], K)
-print(json.dumps({"first_call_s": t1 - t0, "run_s": t2 - t1, "nt_version": __import__("neural_tangents").__version__, "jax": jax.__version__}))
+T, reps = cfg["T"], cfg.get("reps", 1)
+rows = []
+for L in cfg["depths"]:
+    branch = stax.serial(stax.Relu(), stax.Dense(1, W_std=float(np.sqrt(T / L)), parameterization="standard"))
+    block = stax.serial(stax.FanOut(2), stax.parallel(branch, stax.Identity()), stax.FanInSum())
+    _, _, kernel_fn = stax.serial(stax.Dense(1, W_std=1.0, parameterization="standard"), *([block] * L))
+    kf = jax.jit(kernel_fn, static_argnames="get")
+    t0 = time.perf_counter(); K = np.asarray(kf(X, None, "nngp")); t1 = time.perf_counter()
+    runs = []
+    for _ in range(reps):
+        t2 = time.perf_counter(); K = np.asarray(kf(X, None, "nngp")); runs.append(time.perf_counter() - t2)
+    np.save(cfg["out"] + f"_{L}.npy", K)
+    rows.append({"depth": L, "first_call_s": t1 - t0, "run_s": min(runs), "runs_s": runs})
+    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+print(json.dumps({"rows": rows, "nt_version": __import__("neural_tangents").__version__, "jax": jax.__version__,
+                  "device_kind": jax.devices()[0].device_kind}))
 """
 
 
@@ -65,6 +73,8 @@ def machine():
         "python": platform.python_version(),
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
+        "device_kind": jax.devices()[0].device_kind,
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "nfd": nfd.__version__,
         "note": "CPU shared with other jobs; timings are wall-clock medians of repeated calls",
     }
@@ -88,7 +98,10 @@ def timed(fn, repeats=3):
 
 
 def nt_python(arg):
-    cand = arg or os.environ.get("NFD_NT_PYTHON") or "/tmp/nt-venv/bin/python"
+    cand = arg or os.environ.get("NFD_NT_PYTHON")
+    if not cand:  # the CI's venv, then the historical default
+        cand = next((c for c in (os.path.join(HERE, "..", ".ci", ".nt-venv", "bin", "python"), "/tmp/nt-venv/bin/python")
+                     if os.path.exists(c)), "/tmp/nt-venv/bin/python")
     if not os.path.exists(cand):
         return None, f"no neural-tangents virtualenv at {cand} (see docs/kernels.md to create one)"
     r = subprocess.run([cand, "-c", "import neural_tangents"], capture_output=True, text=True)
@@ -97,18 +110,30 @@ def nt_python(arg):
     return cand, None
 
 
-def run_nt(py, X, depth, T):
+def run_nt_depths(py, X, depths, T, reps=1):
+    """neural-tangents' stax kernel at several depths in one process: (Ks, info) or (None, error)."""
     with tempfile.TemporaryDirectory() as tmp:
         np.save(os.path.join(tmp, "X.npy"), X)
-        cfg = {"X": os.path.join(tmp, "X.npy"), "out": os.path.join(tmp, "K.npy"), "depth": depth, "T": T}
+        cfg = {"X": os.path.join(tmp, "X.npy"), "out": os.path.join(tmp, "K"), "depths": list(depths), "T": T,
+               "reps": reps}
         json.dump(cfg, open(os.path.join(tmp, "cfg.json"), "w"))
         script = os.path.join(tmp, "nfd_nt_kernel.py")  # not "nt.py": that shadows a stdlib module
         open(script, "w").write(NT_SCRIPT)
-        r = subprocess.run([py, script, os.path.join(tmp, "cfg.json")], capture_output=True, text=True, timeout=1800)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+        r = subprocess.run([py, script, os.path.join(tmp, "cfg.json")], capture_output=True, text=True, timeout=3600,
+                           env=env)
         if r.returncode:
             return None, r.stderr.strip()[-500:]
         info = json.loads(r.stdout.strip().splitlines()[-1])
-        return (np.load(cfg["out"]), info), None
+        return ([np.load(cfg["out"] + f"_{L}.npy") for L in depths], info), None
+
+
+def run_nt(py, X, depth, T):
+    out, err = run_nt_depths(py, X, [depth], T)
+    if out is None:
+        return None, err
+    Ks, info = out
+    return (Ks[0], dict(info["rows"][0], nt_version=info["nt_version"], jax=info["jax"])), None
 
 
 def bench_timing(Ns, depths, nt_py, nt_depths, d=16, T=1.0):
@@ -145,6 +170,174 @@ def bench_timing(Ns, depths, nt_py, nt_depths, d=16, T=1.0):
               flush=True)
         rows.append(row)
     return rows
+
+
+def _load():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _best_interleaved(calls, rounds):
+    """calls: {name: fn}.  One compile/first call each (timed), then ``rounds`` rounds calling every
+    fn once per round in turn; returns {name: (first_s, best_s, all_s)}."""
+    first = {}
+    for k, fn in calls.items():
+        t0 = time.perf_counter()
+        fn()
+        first[k] = time.perf_counter() - t0
+    runs = {k: [] for k in calls}
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            runs[k].append(time.perf_counter() - t0)
+    return {k: (first[k], min(runs[k]), runs[k]) for k in calls}
+
+
+def _cheapest(points, eps, key):
+    """The point with error ≤ eps and the smallest ``key`` time, or None."""
+    ok = [p for p in points if p["max_abs_err"] <= eps]
+    return min(ok, key=lambda p: p[key]) if ok else None
+
+
+def _extrapolate_depth(points, eps):
+    """Depth methods: error ≈ c/L (O(1/L), fitted on the two deepest points' c), warm time and compile
+    time linear in L (least squares over all points).  Returns the predicted depth and times."""
+    pts = sorted(points, key=lambda p: p["depth"])
+    c = float(np.mean([p["max_abs_err"] * p["depth"] for p in pts[-2:]]))
+    L = int(math.ceil(c / eps))
+    Ls = np.array([p["depth"] for p in pts], float)
+    fit = lambda y: np.polyfit(Ls, np.asarray(y, float), 1) if len(Ls) >= 2 else np.array([y[0] / Ls[0], 0.0])
+    a_run = fit([p["run_s"] for p in pts])
+    a_comp = fit([p["compile_s"] for p in pts])
+    run = float(max(np.polyval(a_run, L), pts[-1]["run_s"]))
+    comp = float(max(np.polyval(a_comp, L), 0.0))
+    return dict(depth=L, max_abs_err=c / L, run_s=run, compile_s=comp, total_s=run + comp, extrapolated=True)
+
+
+def bench_time_to_error(N, d, depths, ode_rtols, nt_py, nt_depths, targets, rounds=3, repeats=2, T=1.0):
+    """Time for each method to reach max |K − K_∞| ≤ ε (ReLU NNGP Gram matrix of N inputs).
+
+    K_∞ is the L = ∞ kernel from the ODE at rtol 1e-12 (float64; checked against the closed-form
+    ReLU Gram map through the recursion's O(1/L) fit).  Methods: nfd's matrix ODE at several
+    tolerances, nfd's depth-L recursion and neural-tangents' stax residual network (the same K_L;
+    their error against K_∞ is the depth error c/L).  Timing: compile (first call − best warm call)
+    and the best of ``rounds`` warm calls; nfd's calls are interleaved round by round; the
+    neural-tangents process runs between the ``repeats`` nfd measurement blocks, and the headline
+    ratio (neural-tangents' / nfd's time to ε) is computed per repeat.
+    """
+    X = sphere(N, d, 7)
+    Kinf = nfd.nngp_kernel(X, activation="relu", T=T, rtol=1e-12, atol=1e-14)
+    scale = float(np.abs(Kinf).max())
+    blocks = []
+    for rep in range(repeats):
+        jax.clear_caches()  # each repeat compiles afresh (the persistent cache is off: see main)
+        load0 = _load()
+        calls = {}
+        for rt in ode_rtols:
+            calls[f"ode:{rt:g}"] = (lambda rt=rt: nfd.nngp_kernel(X, activation="relu", T=T, rtol=rt, atol=rt * 1e-2))
+        for L in depths:
+            calls[f"rec:{L}"] = (lambda L=L: nfd.nngp_kernel(X, activation="relu", T=T, depth=L))
+        tm = _best_interleaved(calls, rounds)
+        ode, rec = [], []
+        for rt in ode_rtols:
+            f, b, a = tm[f"ode:{rt:g}"]
+            err = float(np.abs(calls[f"ode:{rt:g}"]() - Kinf).max())
+            ode.append(dict(rtol=rt, atol=rt * 1e-2, max_abs_err=err, run_s=b, runs_s=a, first_call_s=f,
+                            compile_s=max(f - b, 0.0)))
+        # the recursion compiles once for all depths (depth is traced): the compile cost is the
+        # first call's excess over its warm time, charged to every depth
+        comp_rec = max(tm[f"rec:{depths[0]}"][0] - tm[f"rec:{depths[0]}"][1], 0.0)
+        for L in depths:
+            f, b, a = tm[f"rec:{L}"]
+            err = float(np.abs(calls[f"rec:{L}"]() - Kinf).max())
+            rec.append(dict(depth=L, max_abs_err=err, run_s=b, runs_s=a, first_call_s=f, compile_s=comp_rec))
+        block = dict(repeat=rep, load_avg_before=load0, ode=ode, recursion=rec)
+        print(f"[tte] repeat {rep}: ODE " + ", ".join(f"rtol {p['rtol']:g}: err {p['max_abs_err']:.1e} "
+                                                       f"{p['run_s'] * 1e3:.1f} ms" for p in ode), flush=True)
+        print(f"[tte] repeat {rep}: recursion " + ", ".join(f"L={p['depth']}: err {p['max_abs_err']:.1e} "
+                                                             f"{p['run_s'] * 1e3:.1f} ms" for p in rec), flush=True)
+        if nt_py is not None and nt_depths:
+            load1 = _load()
+            out, why = run_nt_depths(nt_py, X, nt_depths, T, reps=rounds)
+            if out is None:
+                block["neural_tangents"] = dict(error=why)
+            else:
+                Ks, info = out
+                pts = []
+                for K, row in zip(Ks, info["rows"]):
+                    Krec = nfd.nngp_kernel(X, activation="relu", T=T, depth=row["depth"])
+                    pts.append(dict(row, max_abs_err=float(np.abs(K - Kinf).max()),
+                                    max_abs_diff_to_nfd_recursion=float(np.abs(K - Krec).max()),
+                                    compile_s=max(row["first_call_s"] - row["run_s"], 0.0)))
+                block["neural_tangents"] = dict(points=pts, load_avg_before=load1, nt_version=info["nt_version"],
+                                                jax=info["jax"], device_kind=info["device_kind"])
+                print(f"[tte] repeat {rep}: neural-tangents " + ", ".join(
+                    f"L={p['depth']}: err {p['max_abs_err']:.1e} compile {p['compile_s']:.1f} s warm "
+                    f"{p['run_s'] * 1e3:.1f} ms (vs nfd recursion {p['max_abs_diff_to_nfd_recursion']:.0e})"
+                    for p in pts), flush=True)
+        # time to each target error
+        tte = []
+        for eps in targets:
+            row = dict(eps=eps)
+            b = _cheapest(ode, eps, "run_s")
+            row["ode"] = None if b is None else dict(rtol=b["rtol"], max_abs_err=b["max_abs_err"], run_s=b["run_s"],
+                                                     compile_s=b["compile_s"], total_s=b["run_s"] + b["compile_s"],
+                                                     extrapolated=False)
+            b = _cheapest(rec, eps, "run_s")
+            row["recursion"] = (dict(depth=b["depth"], max_abs_err=b["max_abs_err"], run_s=b["run_s"],
+                                     compile_s=b["compile_s"], total_s=b["run_s"] + b["compile_s"], extrapolated=False)
+                                if b is not None else _extrapolate_depth(rec, eps))
+            nt = block.get("neural_tangents", {}).get("points")
+            if nt:
+                b = _cheapest(nt, eps, "run_s")
+                row["neural_tangents"] = (dict(depth=b["depth"], max_abs_err=b["max_abs_err"], run_s=b["run_s"],
+                                               compile_s=b["compile_s"], total_s=b["run_s"] + b["compile_s"],
+                                               extrapolated=False) if b is not None else _extrapolate_depth(nt, eps))
+                if row["ode"]:
+                    row["nt_over_ode_warm"] = row["neural_tangents"]["run_s"] / row["ode"]["run_s"]
+                    row["nt_over_ode_total"] = row["neural_tangents"]["total_s"] / row["ode"]["total_s"]
+            tte.append(row)
+            print(f"[tte] repeat {rep}: ε={eps:g}: " + "; ".join(
+                f"{m} {row[m]['total_s']:.2f} s total / {row[m]['run_s'] * 1e3:.1f} ms warm"
+                + (" (extrapolated)" if row[m]["extrapolated"] else "")
+                for m in ("ode", "recursion", "neural_tangents") if row.get(m)), flush=True)
+        block["time_to_error"] = tte
+        blocks.append(block)
+    return dict(N=N, d=d, T=T, activation="relu", dtype="float64", targets=list(targets), rounds=rounds,
+                reference="nngp_kernel(depth=None, rtol=1e-12, atol=1e-14)", K_inf_max_abs=scale,
+                ode_rtols=list(ode_rtols), depths=list(depths), nt_depths=list(nt_depths) if nt_py else [],
+                error="max over entries of |K − K_∞| (absolute; K_∞ entries are ≤ %.3g)" % scale,
+                extrapolation="depth methods not reaching ε at the deepest measured L: error c/L with c from the two "
+                              "deepest points, warm and compile time linear in L (least squares); marked "
+                              "extrapolated", repeats=blocks)
+
+
+def plot_time_to_error(tte, path):
+    """Error against time for each method (warm and with compilation) from ``results['time_to_error']``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    blk = tte["repeats"][-1]
+    series = [("nfd ODE (rtol sweep)", blk["ode"], "o-"), ("nfd recursion (depth sweep)", blk["recursion"], "s--")]
+    if blk.get("neural_tangents", {}).get("points"):
+        series.append(("neural-tangents stax (depth sweep)", blk["neural_tangents"]["points"], "^:"))
+    for ax, key, title in ((axes[0], "run_s", "warm (best of %d)" % tte["rounds"]),
+                           (axes[1], "total", "compile + one warm call")):
+        for label, pts, fmt in series:
+            x = [p["run_s"] + (p["compile_s"] if key == "total" else 0.0) for p in pts]
+            ax.loglog(x, [max(p["max_abs_err"], 1e-17) for p in pts], fmt, label=label)
+        for eps in tte["targets"]:
+            ax.axhline(eps, color="gray", lw=0.6, ls=":")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("max |K − K_∞|")
+        ax.set_title(f"ReLU NNGP, N={tte['N']}, d={tte['d']}: {title}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def bench_convergence(Ls, N=32, d=8):
@@ -295,39 +488,92 @@ def plot(res, path):
     fig.savefig(path, dpi=110)
 
 
+SIZES = {
+    # timing: N values, recursion depths, neural-tangents depths; tte: time-to-error; conv: depths;
+    # err: widths and seeds of the error decomposition
+    "tiny": dict(Ns=[10], depths=[4], nt_depths=[4], Ls=[4, 8, 16], widths=[8, 16], seeds=64,
+                 tte=dict(N=8, d=4, depths=[4, 16], ode_rtols=[1e-3, 1e-6], nt_depths=[4, 16], targets=[1e-2, 1e-3],
+                          rounds=2, repeats=1)),
+    "quick": dict(Ns=[10, 100, 1000], depths=[10, 100], nt_depths=[10, 100], Ls=[4, 8, 16, 32, 64, 128, 256],
+                  widths=[16, 32, 64, 128], seeds=4096,
+                  tte=dict(N=100, d=16, depths=[4, 16, 64, 256, 1024], ode_rtols=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7,
+                                                                                  1e-8, 1e-9],
+                           nt_depths=[4, 16, 64], targets=[1e-2, 1e-3, 1e-4], rounds=3, repeats=2)),
+    "full": dict(Ns=[10, 30, 100, 300, 1000, 2000], depths=[10, 100, 1000], nt_depths=[10, 100, 1000],
+                 Ls=[4, 8, 16, 32, 64, 128, 256, 512, 1024], widths=[16, 32, 64, 128, 256], seeds=16384,
+                 tte=dict(N=1000, d=16, depths=[4, 16, 64, 256, 1024, 4096],
+                          ode_rtols=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9],
+                          nt_depths=[4, 16, 64, 256, 1024], targets=[1e-2, 1e-3, 1e-4], rounds=3, repeats=2)),
+    "gpu": dict(Ns=[100, 1000, 4000], depths=[10, 100, 1000], nt_depths=[], Ls=[4, 8, 16, 32, 64, 128, 256, 512, 1024],
+                widths=[16, 32, 64, 128, 256], seeds=16384,
+                tte=dict(N=1000, d=16, depths=[4, 16, 64, 256, 1024, 4096],
+                         ode_rtols=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9],
+                         nt_depths=[], targets=[1e-2, 1e-3, 1e-4], rounds=3, repeats=2)),
+}
+SECTIONS = ("time_to_error", "timing", "convergence", "linear_one_step", "error_decomposition")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 CPU cores)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 CPU cores)")
+    g.add_argument("--tiny", action="store_true", help="seconds (smoke test)")
+    g.add_argument("--gpu", action="store_true", help="sizes for about a minute on one GPU (benchmarks/gpu.sh)")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--nt-python", default=None, help="python of a virtualenv with neural-tangents")
-    p.add_argument("--out", default=RESULTS)
+    p.add_argument("--no-nt", action="store_true", help="skip neural-tangents")
+    p.add_argument("--out", default=RESULTS, help="directory for kernels.json (sections not run are kept from an "
+                                                   "existing kernels.json there) and the figures")
     a = p.parse_args(argv)
+    size = "tiny" if a.tiny else "quick" if a.quick else "gpu" if a.gpu else "full"
+    S = SIZES[size]
+    sections = [x for x in a.sections.split(",") if x]
+    bad = [x for x in sections if x not in SECTIONS]
+    if bad:
+        p.error(f"--sections: unknown {bad}; choose from {SECTIONS}")
     os.makedirs(a.out, exist_ok=True)
-    if a.quick:
-        Ns, depths, nt_depths = [10, 100, 1000], [10, 100], [10, 100]
-        Ls, widths, seeds = [4, 8, 16, 32, 64, 128, 256], [16, 32, 64, 128], 4096
-    else:
-        Ns, depths, nt_depths = [10, 30, 100, 300, 1000, 2000], [10, 100, 1000], [10, 100, 1000]
-        Ls, widths, seeds = [4, 8, 16, 32, 64, 128, 256, 512, 1024], [16, 32, 64, 128, 256], 16384
-    py, why = nt_python(a.nt_python)
+    nfd.disable_compilation_cache()  # compile times here are real compilations, not loads from disk
+    py, why = (None, "--no-nt given") if a.no_nt else nt_python(a.nt_python)
     if py is None:
         print(f"[neural-tangents] skipped: {why}", flush=True)
     t0 = time.perf_counter()
-    res = {
+    path = os.path.join(a.out, "kernels.json")
+    res = json.load(open(path)) if os.path.exists(path) else {}
+    res.update({
         "benchmark": "kernels",
-        "mode": "quick" if a.quick else "full",
+        "mode": size,
         "machine": machine(),
         "neural_tangents": {"python": py, "skipped_reason": why},
-    }
-    res["timing"] = {"recursion_depths": depths, "nt_depths": nt_depths if py else [],
-                     "rows": bench_timing(Ns, depths, py, nt_depths if py else [])}
-    res["convergence"] = bench_convergence(np.array(Ls))
-    res["linear_one_step"] = bench_linear_profiles()
-    res["error_decomposition"] = bench_error_decomposition(widths, seeds)
+        "sections_last_run": sections,
+    })
+    nt_depths = S["nt_depths"] if py else []
+    if "time_to_error" in sections:
+        c = dict(S["tte"])
+        tte_nt = c.pop("nt_depths") if py else []
+        c.pop("nt_depths", None)
+        res["time_to_error"] = bench_time_to_error(c.pop("N"), c.pop("d"), c.pop("depths"), c.pop("ode_rtols"), py,
+                                                   tte_nt, c.pop("targets"), **c)
+        res["time_to_error"]["machine"] = machine()
+    if "timing" in sections:
+        res["timing"] = {"recursion_depths": S["depths"], "nt_depths": nt_depths,
+                         "rows": bench_timing(S["Ns"], S["depths"], py, nt_depths)}
+    if "convergence" in sections:
+        res["convergence"] = bench_convergence(np.array(S["Ls"]))
+    if "linear_one_step" in sections:
+        res["linear_one_step"] = bench_linear_profiles()
+    if "error_decomposition" in sections:
+        res["error_decomposition"] = bench_error_decomposition(S["widths"], S["seeds"])
     res["total_seconds"] = time.perf_counter() - t0
-    with open(os.path.join(a.out, "kernels.json"), "w") as fh:
+    with open(path, "w") as fh:
         json.dump(res, fh, indent=1, default=float)
-    plot(res, os.path.join(a.out, "kernels.png"))
-    print(f"wrote {a.out}/kernels.json and kernels.png in {res['total_seconds']:.0f}s")
+    figs = []
+    if all(k in res for k in ("timing", "convergence", "linear_one_step", "error_decomposition")):
+        plot(res, os.path.join(a.out, "kernels.png"))
+        figs.append("kernels.png")
+    if "time_to_error" in res:
+        plot_time_to_error(res["time_to_error"], os.path.join(a.out, "kernels_tte.png"))
+        figs.append("kernels_tte.png")
+    print(f"wrote {path} and {', '.join(figs) or 'no figure'} in {res['total_seconds']:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

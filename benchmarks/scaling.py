@@ -48,6 +48,10 @@ def _sizes(size):
         "quick": dict(nfd=dict(P=16384, L=16, K=32), ode=dict(P=8192, grid=64, steps=20),
                       sim=dict(n=512, L=16, K=32, seeds=8), prec=dict(P=4096, L=16, K=16, seeds=8),
                       noise=dict(P=16384, L=16, K=32)),
+        # one GPU, a few minutes in all (benchmarks/gpu.sh)
+        "gpu": dict(nfd=dict(P=131072, L=32, K=64), ode=dict(P=65536, grid=64, steps=50),
+                    sim=dict(n=1024, L=32, K=64, seeds=8), prec=dict(P=65536, L=32, K=64, seeds=8),
+                    noise=dict(P=131072, L=32, K=64)),
         "full": dict(nfd=dict(P=262144, L=64, K=128), ode=dict(P=262144, grid=128, steps=100),
                      sim=dict(n=2048, L=64, K=128, seeds=8), prec=dict(P=65536, L=32, K=64, seeds=8),
                      noise=dict(P=262144, L=32, K=128)),
@@ -334,6 +338,9 @@ def main(argv=None):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores")
     g.add_argument("--tiny", action="store_true", help="seconds (smoke test)")
+    g.add_argument("--gpu", action="store_true", help="sizes for a few minutes on one GPU (benchmarks/gpu.sh)")
+    p.add_argument("--sections", default="strong,precision,noise,checkpoint",
+                   help="comma-separated subset (the figure needs strong and precision)")
     p.add_argument("--out", default=os.path.join(RESULTS, "scaling.json"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
@@ -341,7 +348,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.worker:
         return worker(a.worker, a.worker_out, a.worker_devices)
-    size = "tiny" if a.tiny else "quick" if a.quick else "full"
+    size = "tiny" if a.tiny else "quick" if a.quick else "gpu" if a.gpu else "full"
+    sections = a.sections.split(",")
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -352,16 +360,18 @@ def main(argv=None):
     real = jax.default_backend() != "cpu"
     res["gpu"] = (f"strong section on {len(jax.devices())} × {jax.devices()[0].device_kind}" if real else
                   "no accelerator on this machine: the strong section ran on simulated host devices")
-    res["strong"] = strong(size, real)
-    res["precision"] = precision(size)
-    res["noise"] = noise(size)
-    res["checkpoint"] = checkpoint(size)
+    res["device_kind"] = jax.devices()[0].device_kind
+    fns = dict(strong=lambda: strong(size, real), precision=lambda: precision(size), noise=lambda: noise(size),
+               checkpoint=lambda: checkpoint(size))
+    for name in sections:
+        res[name] = fns[name]()
     res["wall_s"] = time.perf_counter() - t0
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     png = os.path.splitext(a.out)[0] + ".png"
-    res["figure"] = os.path.basename(png)
+    res["figure"] = os.path.basename(png) if "strong" in res and "precision" in res else None
     json.dump(res, open(a.out, "w"), indent=1)
-    plot(res, png)
+    if res["figure"]:
+        plot(res, png)
     print(f"wrote {a.out} and {png} in {res['wall_s']:.0f} s")
     return res
 

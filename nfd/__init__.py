@@ -1,6 +1,10 @@
 """nfd: infinite width-and-depth limits of residual networks, and the finite networks
 that approach them."""
 
+from ._cache import _enable_on_import
+
+_enable_on_import()  # JAX's persistent compilation cache, per user (opt out: NFD_NO_COMPILATION_CACHE=1)
+
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
@@ -28,6 +32,9 @@ from ._grad import LimitGradient as LimitGradient
 from ._grad import limit_loss_and_grad as limit_loss_and_grad
 from ._grad import limit_loss_fn as limit_loss_fn
 from ._grad import optimal_lr as optimal_lr
+from ._cache import compilation_cache_dir as compilation_cache_dir
+from ._cache import disable_compilation_cache as disable_compilation_cache
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._io import load as load
 from ._io import save as save
 from .limits import ParticleProblem as ParticleProblem

@@ -73,14 +73,14 @@ class InitParticles:
     Attributes:
         ts: (L+1,) layer times.
         Q: (L+1, N, N) particle estimate of E[h_ℓ^a h_ℓ^b].
-        Theta: (L+1, N, N) particle estimate of E[g_ℓ^a g_ℓ^b].
+        Theta: (L+1, N, N) particle estimate of E[g_ℓ^a g_ℓ^b] (None for a forward-only solve).
         h: (L+1, N, P) forward paths, if recorded.
         g: (L+1, N, P) backward paths, if recorded.
     """
 
     ts: np.ndarray
     Q: np.ndarray
-    Theta: np.ndarray
+    Theta: np.ndarray | None
     h: np.ndarray | None = None
     g: np.ndarray | None = None
 
@@ -248,7 +248,8 @@ def _psd_sqrt(S):
 
 
 def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu", T: float = 1.0, seed: int = 0,
-                       dtype=jnp.float32, record_paths: bool = False, max_memory: int | None = None) -> InitParticles:
+                       dtype=jnp.float32, record_paths: bool = False, backward: bool = True,
+                       max_memory: int | None = None) -> InitParticles:
     """Euler–Maruyama particle solution of the forward and backward McKean–Vlasov SDEs.
 
     Args:
@@ -256,43 +257,57 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
         depth: L, the number of Euler–Maruyama steps (τ = T/L).
         particles: P.
         activation, T: as for :class:`~nfd.ResNet`.
-        seed: PRNG seed.
+        seed: PRNG seed (the forward paths do not depend on ``backward``).
         dtype: ``jnp.float32`` or ``jnp.float64``.
         record_paths: also return h (L+1, N, P) and g (L+1, N, P).
+        backward: also solve the backward SDE (Θ, g).  ``False`` runs the forward SDE only: one
+            scan that keeps only the current (N, P) particles and the (N, N) covariance per layer,
+            O(N·P) memory instead of O(L·N·P) (unless ``record_paths``), about half the time.
 
     Returns:
-        :class:`InitParticles` with particle covariances Q, Θ at every layer.
+        :class:`InitParticles` with particle covariances Q (and Θ if ``backward``) at every layer.
 
     Example:
         >>> import numpy as np
         >>> sol = init_sde_particles(np.ones((2, 3)), depth=8, particles=4096, activation="tanh")
         >>> sol.Q.shape
         (9, 2, 2)
+        >>> init_sde_particles(np.ones((2, 3)), depth=8, particles=4096, backward=False).Theta is None
+        True
     """
     X = _check_X(X)
     act = get_activation(activation)
     T = _check_T(T)
     L = _check_pos_int("depth", depth)
     P = _check_pos_int("particles", particles, 2)
+    for name, v in (("record_paths", record_paths), ("backward", backward)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.float32, jnp.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
     N, d = X.shape
-    check_memory(int(1.25 * (2 * (L + 1) * N * P + P * d + 4 * N * P) * dtype.itemsize), what="init_sde_particles",
+    paths = (2 if backward else 1) * (L + 1) if (backward or record_paths) else 0
+    check_memory(int(1.25 * ((paths + 4) * N * P + P * d) * dtype.itemsize), what="init_sde_particles",
                  hint=f"particles={P}, depth={L}, inputs={N}", limit_bytes=max_memory)
     out = _init_particles_jit(jax.random.PRNGKey(int(seed)), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
-                              L=L, P=P, act=act)
-    Q, Th, h, g = (np.asarray(a) for a in out)
-    return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h if record_paths else None,
-                         g=g if record_paths else None)
+                              L=L, P=P, act=act, backward=bool(backward), record=bool(record_paths))
+    Q, Th, h, g = (None if a is None else np.asarray(a) for a in out)
+    return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h, g=g)
 
 
-def _init_particles(key, X, tau, *, L, P, act):
+def _forward(key, X, tau, *, L, P, act, keep_paths):
+    """The forward particles: returns Q (L+1, N, N) and, if ``keep_paths``, H (L+1, N, P).
+
+    Layout: particles on the last (minor, contiguous) axis, so every per-step operation (activation,
+    the two (N×P)(P×N) Gram products, the N×N factor applied to the noise, the update) runs over
+    long contiguous rows; the carry is one (N, P) array and the per-layer output is an (N, N) matrix
+    unless the paths are kept."""
     N, d = X.shape
     dtype = X.dtype
-    k_u, k_v, k_f, k_b = jax.random.split(key, 4)
+    k_u, _, k_f, _ = jax.random.split(key, 4)  # the same streams with or without the backward pass
     U = jax.random.normal(k_u, (P, d), dtype)
     h0 = X @ U.T / math.sqrt(d)  # (N, P)
     st = jnp.sqrt(tau)
@@ -302,10 +317,24 @@ def _init_particles(key, X, tau, *, L, P, act):
         S = u @ u.T / P
         xi = jax.random.normal(jax.random.fold_in(k_f, l), (N, P), dtype)
         hn = h + st * _psd_sqrt(S) @ xi
-        return hn, h
+        return hn, ((h @ h.T / P, h) if keep_paths else h @ h.T / P)
 
-    hL, hs = jax.lax.scan(fwd, h0, jnp.arange(L))
-    H = jnp.concatenate([hs, hL[None]], axis=0)  # (L+1, N, P)
+    hL, ys = jax.lax.scan(fwd, h0, jnp.arange(L))
+    Qs, hs = ys if keep_paths else (ys, None)
+    Q = jnp.concatenate([Qs, (hL @ hL.T / P)[None]], axis=0)
+    H = jnp.concatenate([hs, hL[None]], axis=0) if keep_paths else None  # (L+1, N, P)
+    return Q, H
+
+
+def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True):
+    """(Q, Θ, H, G): Θ and G are None without ``backward``; H and G are None without ``record``."""
+    N, d = X.shape
+    dtype = X.dtype
+    Q, H = _forward(key, X, tau, L=L, P=P, act=act, keep_paths=backward or record)
+    if not backward:
+        return Q, None, H if record else None, None
+    _, k_v, _, k_b = jax.random.split(key, 4)
+    st = jnp.sqrt(tau)
     v = jax.random.normal(k_v, (P,), dtype)
     gL = jnp.broadcast_to(v, (N, P))
 
@@ -314,16 +343,15 @@ def _init_particles(key, X, tau, *, L, P, act):
         Th = g @ g.T / P
         xi = jax.random.normal(jax.random.fold_in(k_b, l), (N, P), dtype)
         gn = g + st * act.deriv(hp) * (_psd_sqrt(Th) @ xi)
-        return gn, g
+        return gn, (Th, g if record else None)
 
-    g0, gs = jax.lax.scan(bwd, gL, (jnp.arange(L), hs), reverse=True)
-    G = jnp.concatenate([g0[None], gs], axis=0)
-    Q = jnp.einsum("lap,lbp->lab", H, H) / P
-    Th = jnp.einsum("lap,lbp->lab", G, G) / P
-    return Q, Th, H, G
+    g0, (Ths, gs) = jax.lax.scan(bwd, gL, (jnp.arange(L), H[:-1]), reverse=True)
+    Th = jnp.concatenate([(g0 @ g0.T / P)[None], Ths], axis=0)
+    G = jnp.concatenate([g0[None], gs], axis=0) if record else None
+    return Q, Th, H if record else None, G
 
 
-_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act"))
+_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act", "backward", "record"))
 
 
 def _coupling_grid(q0, L, act, T):

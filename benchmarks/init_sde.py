@@ -1,0 +1,306 @@
+"""The forward McKean–Vlasov SDE at initialisation, dh = Σ(h)^{1/2} dW, Σ = E[φ(h)φ(h)ᵀ] over N inputs
+(issue 18, item 3): nfd against what a user would otherwise write, in one run.
+
+Methods (all forward only, the same P, N, L, dtype and initial law; the quantity is E[h_T h_Tᵀ]):
+
+* ``nfd``: the public ``init_sde_particles(..., backward=False)`` (validation, jit, the per-layer
+  covariances copied to the host);
+* ``nfd_core``: its jitted kernel alone (``_init_particles(backward=False, record=False)``);
+* ``nfd_fwd_bwd``: the public call with the backward SDE too (for reference);
+* ``nfd_before``: a verbatim copy of the public call before this change (forward and backward, all
+  paths materialised and copied to the host: what the issue measured);
+* ``plain_scan``: a plain ``lax.scan`` over (N, P) particles with a Cholesky factor of Σ;
+* ``diffrax``: ``diffrax.Euler`` over a batched ``UnsafeBrownianPath`` with ``adjoint=ForwardMode()``.
+
+Timing: every method compiled first (its first call timed; compile ≈ first − best), then ``rounds``
+rounds calling each method once in turn (interleaved), best of the rounds; the whole block repeated
+``repeats`` times so the headline ratios are reproduced; the 1-minute load average is recorded per
+round.  Agreement: each method's E[h_T h_Tᵀ] against the mean of all methods, in units of the
+Monte-Carlo standard error of one run (from the particles' spread of h^a h^b).
+
+    python benchmarks/init_sde.py                 # P = 32768, N = 4, L = 128, float32 (2 CPU cores: ~1 min)
+    python benchmarks/init_sde.py --tiny          # seconds
+    python benchmarks/init_sde.py --gpu           # adds P = 2^20 (benchmarks/gpu.sh)
+
+Writes benchmarks/results/init_sde.json; ``plot(doc, path)`` draws it (init_sde.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, os.path.dirname(HERE))
+
+SIZES = {
+    "tiny": dict(configs=[dict(P=1024, N=2, L=8)], rounds=2, repeats=1),
+    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=5, repeats=2),
+    "gpu": dict(configs=[dict(P=32768, N=4, L=128), dict(P=1048576, N=4, L=128)], rounds=5, repeats=2),
+}
+ORDER = ("nfd", "nfd_core", "plain_scan", "diffrax", "nfd_fwd_bwd", "nfd_before")
+
+
+def inputs(N, d=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(N, d))
+
+
+def legacy_init_sde_particles(X, *, depth, particles, activation="tanh", T=1.0, seed=0):
+    """nfd's ``init_sde_particles`` before issue 18 (forward and backward, every path kept and copied
+    to the host), verbatim apart from the validation, kept here as the "before" of the benchmark."""
+    import jax
+    import jax.numpy as jnp
+
+    import nfd
+    from nfd.limits._init_sde import _psd_sqrt
+
+    act = nfd.get_activation(activation)
+    L, P = depth, particles
+    out = _legacy_jit(jax.random.PRNGKey(int(seed)), jnp.asarray(X, jnp.float32), jnp.asarray(T / L, jnp.float32),
+                      L=L, P=P, act=act, sqrt=_psd_sqrt)
+    Q, Th, h, g = (np.asarray(a) for a in out)
+    return Q, Th
+
+
+def _legacy(key, X, tau, *, L, P, act, sqrt):
+    import jax
+    import jax.numpy as jnp
+
+    N, d = X.shape
+    dtype = X.dtype
+    k_u, k_v, k_f, k_b = jax.random.split(key, 4)
+    U = jax.random.normal(k_u, (P, d), dtype)
+    h0 = X @ U.T / math.sqrt(d)
+    st = jnp.sqrt(tau)
+
+    def fwd(h, l):
+        u = act.fn(h)
+        S = u @ u.T / P
+        xi = jax.random.normal(jax.random.fold_in(k_f, l), (N, P), dtype)
+        return h + st * sqrt(S) @ xi, h
+
+    hL, hs = jax.lax.scan(fwd, h0, jnp.arange(L))
+    H = jnp.concatenate([hs, hL[None]], axis=0)
+    v = jax.random.normal(k_v, (P,), dtype)
+    gL = jnp.broadcast_to(v, (N, P))
+
+    def bwd(g, xs):
+        l, hp = xs
+        Th = g @ g.T / P
+        xi = jax.random.normal(jax.random.fold_in(k_b, l), (N, P), dtype)
+        return g + st * act.deriv(hp) * (sqrt(Th) @ xi), g
+
+    g0, gs = jax.lax.scan(bwd, gL, (jnp.arange(L), hs), reverse=True)
+    G = jnp.concatenate([g0[None], gs], axis=0)
+    Q = jnp.einsum("lap,lbp->lab", H, H) / P
+    Th = jnp.einsum("lap,lbp->lab", G, G) / P
+    return Q, Th, H, G
+
+
+def _legacy_jit(*a, **kw):
+    import jax
+
+    global _LEGACY
+    if "_LEGACY" not in globals():
+        _LEGACY = jax.jit(_legacy, static_argnames=("L", "P", "act", "sqrt"))
+    return _LEGACY(*a, **kw)
+
+
+def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
+    """{name: fn(seed) -> (Q_T (N, N) numpy, h_T (N, P) numpy or None)} for the methods above."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+    import lineax as lx
+
+    import nfd
+    from nfd.limits import _init_sde
+
+    dt = jnp.dtype(dtype)
+    act = nfd.get_activation(activation)
+    N, d = X.shape
+    Xj = jnp.asarray(X, dt)
+    tau = T / L
+    st = math.sqrt(tau)
+
+    def h0_of(key):  # the initial particles h_0 = X U/√d, U ~ N(0, I_d) per particle
+        U = jax.random.normal(key, (P, d), dt)
+        return Xj @ U.T / math.sqrt(d)
+
+    @jax.jit
+    def plain_scan(key):
+        k0, kw = jax.random.split(key)
+
+        def step(h, l):
+            u = act.fn(h)
+            R = jnp.linalg.cholesky(u @ u.T / P)
+            xi = jax.random.normal(jax.random.fold_in(kw, l), (N, P), dt)
+            return h + st * R @ xi, None
+
+        hT = jax.lax.scan(step, h0_of(k0), jnp.arange(L))[0]
+        return hT @ hT.T / P, hT
+
+    def vf(t, y, args):
+        u = act.fn(y)
+        R = jnp.linalg.cholesky(u @ u.T / P)
+        return lx.FunctionLinearOperator(lambda w: R @ w, jax.ShapeDtypeStruct((N, P), y.dtype))
+
+    @jax.jit
+    def diffrax_fwd(key):
+        k0, kw = jax.random.split(key)
+        bm = diffrax.UnsafeBrownianPath(shape=(N, P), key=kw)
+        sol = diffrax.diffeqsolve(diffrax.ControlTerm(vf, bm), diffrax.Euler(), 0.0, T, tau, h0_of(k0),
+                                  adjoint=diffrax.ForwardMode(), max_steps=L + 1, saveat=diffrax.SaveAt(t1=True))
+        hT = sol.ys[-1]
+        return hT @ hT.T / P, hT
+
+    core = jax.jit(lambda key: _init_sde._init_particles(key, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
+                                                         backward=False, record=False)[0][-1])
+
+    def np2(out):
+        return tuple(np.asarray(a) for a in out)
+
+    return {
+        "nfd": lambda s: (nfd.init_sde_particles(X, depth=L, particles=P, activation=activation, T=T, seed=s,
+                                                 dtype=dt, backward=False).Q[-1], None),
+        "nfd_core": lambda s: (np.asarray(core(jax.random.PRNGKey(s))), None),
+        "plain_scan": lambda s: np2(plain_scan(jax.random.PRNGKey(s))),
+        "diffrax": lambda s: np2(diffrax_fwd(jax.random.PRNGKey(s))),
+        "nfd_fwd_bwd": lambda s: (nfd.init_sde_particles(X, depth=L, particles=P, activation=activation, T=T,
+                                                         seed=s, dtype=dt).Q[-1], None),
+        "nfd_before": lambda s: (legacy_init_sde_particles(X, depth=L, particles=P, activation=activation, T=T,
+                                                           seed=s)[0][-1], None),
+    }
+
+
+def _stamp():
+    return f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}]"
+
+
+def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32"):
+    X = inputs(N)
+    fns = make_methods(X, L=L, P=P, dtype=dtype)
+    fns = {k: fns[k] for k in methods}
+    first = {}
+    for k, fn in fns.items():
+        t0 = time.perf_counter()
+        fn(10_000)
+        first[k] = time.perf_counter() - t0
+    reps = []
+    for r in range(repeats):
+        runs = {k: [] for k in fns}
+        loads = []
+        for _ in range(rounds):
+            loads.append(os.getloadavg()[0])
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(r)
+                runs[k].append(time.perf_counter() - t0)
+        best = {k: min(v) for k, v in runs.items()}
+        rep = dict(repeat=r, best_s=best, runs_s=runs, load_avg_per_round=loads,
+                   ratio_nfd_over_plain_scan=best["nfd"] / best["plain_scan"] if "plain_scan" in best else None,
+                   ratio_nfd_over_diffrax=best["nfd"] / best["diffrax"] if "diffrax" in best else None,
+                   ratio_nfd_before_over_plain_scan=(best["nfd_before"] / best["plain_scan"]
+                                                     if "nfd_before" in best and "plain_scan" in best else None),
+                   ratio_nfd_before_over_nfd=best["nfd_before"] / best["nfd"] if "nfd_before" in best else None)
+        reps.append(rep)
+        print(f"{_stamp()} P={P} N={N} L={L} repeat {r}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items())
+              + f"; nfd/plain {rep['ratio_nfd_over_plain_scan']:.2f}, nfd/diffrax {rep['ratio_nfd_over_diffrax']:.2f}, "
+              f"before/nfd {rep['ratio_nfd_before_over_nfd']:.2f}; load {np.mean(loads):.1f}", flush=True)
+    compile_s = {k: max(first[k] - min(rr["best_s"][k] for rr in reps), 0.0) for k in fns}
+    # agreement of E[h_T h_Tᵀ]: one run per method with its own seed
+    Qs, hT = {}, None
+    for i, (k, fn) in enumerate(fns.items()):
+        q, h = fn(100 + i)
+        Qs[k] = q
+        if h is not None and hT is None:
+            hT = h
+    prod = hT[:, None, :] * hT[None, :, :]
+    se = prod.std(axis=-1, ddof=1) / math.sqrt(P)  # s.e. of one run's particle mean of h^a h^b
+    Qbar = np.mean([Qs[k] for k in fns], axis=0)
+    m = len(fns)
+    # z of each method against the mean of all (independent runs: var of the difference = se²(1 − 1/m))
+    z = {k: float(np.max(np.abs(Qs[k] - Qbar) / (se * math.sqrt(1 - 1 / m)))) for k in fns}
+    return dict(P=P, N=N, L=L, d=X.shape[1], dtype=dtype, activation="tanh", T=1.0, rounds=rounds,
+                first_call_s=first, compile_s=compile_s, repeats=reps, Q_T={k: v.tolist() for k, v in Qs.items()},
+                Q_T_se_one_run=se.tolist(), max_abs_z_vs_mean=z)
+
+
+def plot(doc, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfgs = doc["results"]
+    fig, axes = plt.subplots(1, len(cfgs), figsize=(6.5 * len(cfgs), 4), squeeze=False)
+    for ax, c in zip(axes[0], cfgs):
+        names = list(c["first_call_s"])
+        reps = c["repeats"]
+        w = 0.8 / len(reps)
+        for i, r in enumerate(reps):
+            x = np.arange(len(names)) + (i - (len(reps) - 1) / 2) * w
+            y = [r["best_s"][k] * 1e3 for k in names]
+            ax.bar(x, y, w * 0.9, label=f"repeat {i} (load {np.mean(r['load_avg_per_round']):.1f})")
+            for xi, yi in zip(x, y):
+                ax.text(xi, yi, f"{yi:.0f}", ha="center", va="bottom", fontsize=6)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_ylabel(f"ms, best of {c['rounds']} interleaved calls")
+        ax.set_title(f"MV-SDE at init, P={c['P']}, N={c['N']}, L={c['L']}, {c['dtype']}\n"
+                     f"{doc['machine']['device_kind']}; max |z| of E[h_T h_Tᵀ] {max(c['max_abs_z_vs_mean'].values()):.1f}",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tiny", action="store_true")
+    g.add_argument("--gpu", action="store_true")
+    p.add_argument("--out", default=os.path.join(RESULTS, "init_sde.json"))
+    p.add_argument("--no-plot", action="store_true")
+    a = p.parse_args(argv)
+    import jax
+
+    import nfd
+
+    nfd.disable_compilation_cache()  # compile times here are real compilations, not loads from disk
+    size = "tiny" if a.tiny else "gpu" if a.gpu else "default"
+    S = SIZES[size]
+    t0 = time.perf_counter()
+    dev = jax.devices()[0]
+    print(f"{_stamp()} init_sde benchmark on {dev.device_kind} ({dev.platform}), size {size}", flush=True)
+    res = [bench_config(c["P"], c["N"], c["L"], S["rounds"], S["repeats"]) for c in S["configs"]]
+    doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res,
+               machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
+                            jax=jax.__version__, device_kind=dev.device_kind, device_platform=dev.platform,
+                            device_count=len(jax.devices())),
+               notes=["Times are wall clock (the public calls include validation and the host copy of Q); "
+                      "compile_s = first call − best warm call.",
+                      "max_abs_z_vs_mean: largest |Q_T(method) − mean over methods| over the N×N entries in units of "
+                      "the Monte-Carlo s.e. of one run (particle spread of h^a h^b / √P, times √(1 − 1/m)); "
+                      "different seeds per method."],
+               wall_s=time.perf_counter() - t0,
+               created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    json.dump(doc, open(a.out, "w"), indent=1)
+    if not a.no_plot:
+        plot(doc, os.path.splitext(a.out)[0] + ".png")
+    print(f"{_stamp()} wrote {a.out} in {doc['wall_s']:.0f} s", flush=True)
+    return doc
+
+
+if __name__ == "__main__":
+    main()
