@@ -139,14 +139,14 @@ def test_mean_ode_has_progress_and_on_divergence(capsys):
     res = nfd.solve(X, Y, progress=True, **kw)
     err = capsys.readouterr().err
     assert "solve_mean_ode: step 10/10" in err and not res.status.diverged
-    bad = dict(kw, lr_u=1e12, lr_v=1e12, dtype=jnp.float32)
+    bad = dict(kw, steps=8, lr_u=1e15, lr_v=1e15, dtype=jnp.float32)
     with pytest.raises(nfd.DivergenceError) as e:
         nfd.solve(X, Y, **bad)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         r = nfd.solve(X, Y, on_divergence="return", **bad)
     assert any("diverged" in str(x.message) for x in w)
-    assert r.status.divergence_step == e.value.step and 0 < e.value.step <= 4
+    assert r.status.divergence_step == e.value.step and 0 < e.value.step <= 8
     assert r.status.divergence_index in (0, 1)
     with pytest.raises(ValueError, match="on_divergence"):
         nfd.solve(X, Y, on_divergence="ignore", **kw)

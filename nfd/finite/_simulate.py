@@ -136,200 +136,219 @@ class _SimStatic:
     same_backward_key: bool = False
 
 
-def _build_run(st: _SimStatic):
-    """Return (init, weights, advance) for one seed of the simulation ``st``.
+# ---- the compiled simulation: module-level functions of the frozen static description ------
+# (one seed; :func:`_compiled_run` vmaps them over the seeds).  ``w`` = (W0, W̃0, k_w, k_w̃): the
+# initial hidden weights, stored (``dense``) or regenerated per layer from their keys.
 
-    ``init(seed_key) -> carry`` with ``carry = (state, buf)``: the state before step 0 and zeroed
-    per-step output buffers (leading axis = step).  ``weights(seed_key)`` is the part of the state
-    drawn from the key (W^(0), and W̃^(0) when decoupled; empty unless ``dense``), used to rebuild
-    it when a checkpoint is loaded.  ``advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates) -> carry``
-    runs the SGD steps s0..s1-1 on Xs (steps, B, d), Ys (steps, B) with a ``fori_loop`` whose bounds
-    are traced, so one compiled program serves every split of the run and any split (e.g. a
-    checkpoint after step k, then a resume) gives bit-identical results.
-    """
-    net, backward, batch, steps, n_test, record = st.net, st.backward, st.batch, st.steps, st.n_test, st.record
-    dtype, dense, same_backward_key = st.dtype, st.dense, st.same_backward_key
-    n, d, L = net.width, net.input_dim, net.depth
-    F = _families(net.block)
-    H = steps * batch
-    phi = net.activation.fn
-    dphi = net.activation.deriv
-    b = net.branch
-    tau = net.tau
-    sqn = math.sqrt(n)
-    s_out = net.output_scale()
-    sqd = math.sqrt(d)
-    block = net.block
-    rec_feat = "features" in record
-    rec_grad = "grads" in record
-    rec_frozen = "frozen" in record
-    decoupled = backward == "decoupled"
 
-    def keys_of(seed_key):
-        k_u, k_v, k_w, k_wt = _keys(seed_key)
-        if same_backward_key:
-            k_wt = k_w
-        return k_u, k_v, k_w, k_wt
+def _scales(st: _SimStatic):
+    """(b, τ, √n, output scale α, √d) of the network."""
+    net = st.net
+    return net.branch, net.tau, math.sqrt(net.width), net.output_scale(), math.sqrt(net.input_dim)
 
-    def weights(seed_key):
-        out = {}
-        if dense:
-            _, _, k_w, k_wt = keys_of(seed_key)
-            layers = jnp.arange(L)
 
-            def gen(kk):
-                return jnp.stack(
-                    [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), dtype))(layers) for f in range(F)]
-                )
+def _keys_of(st: _SimStatic, seed_key):
+    k_u, k_v, k_w, k_wt = _keys(seed_key)
+    if st.same_backward_key:
+        k_wt = k_w
+    return k_u, k_v, k_w, k_wt
 
-            out["W0"] = gen(k_w)
-            if decoupled:
-                out["Wt0"] = gen(k_wt)
-        return out
 
-    def init(seed_key):
-        k_u, k_v, _, _ = keys_of(seed_key)
-        state = {
-            "U": jax.random.normal(k_u, (n, d), dtype),
-            "v": jax.random.normal(k_v, (n,), dtype),
-            "P": jnp.zeros((F, L, H, n), dtype),
-            "Q": jnp.zeros((F, L, H, n), dtype),
-            **weights(seed_key),
-        }
-        buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
-        if n_test:
-            buf["ftest"] = jnp.zeros((steps, n_test), dtype)
-        if rec_feat:
-            buf["h"] = jnp.zeros((steps, batch, L + 1, n), dtype)
-        if rec_grad:
-            buf["g"] = jnp.zeros((steps, batch, L + 1, n), dtype)
-        if rec_frozen:
-            buf["fx"] = jnp.zeros((steps, batch, L), dtype)
-            buf["fdh"] = jnp.zeros((steps, batch, L), dtype)
-        return state, buf
-
-    def advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates):
-        # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
-        # reuses one compilation
-        lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
-        _, _, k_w, k_wt = keys_of(seed_key)
+def _weights(st: _SimStatic, seed_key):
+    """The part of the state drawn from the key: W^(0) (and W̃^(0) when decoupled) if ``dense``."""
+    out = {}
+    if st.dense:
+        n, L, F = st.net.width, st.net.depth, _families(st.net.block)
+        _, _, k_w, k_wt = _keys_of(st, seed_key)
         layers = jnp.arange(L)
-        state, buf = carry
-        W0 = state.get("W0")
-        Wt0 = state.get("Wt0", W0)
 
-        def w0(f, l, fwd=True):
-            if dense:
-                return (W0 if fwd else Wt0)[f, l]
-            return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), dtype)
-
-        def matvec(f, l, Pl, Ql, u):
-            # u: (B, n) -> W^(k) u for each row; returns (total, history part)
-            hist = (u @ Ql[f].T) @ Pl[f]
-            return u @ w0(f, l).T + hist, hist
-
-        def rmatvec(f, l, Pl, Ql, g):
-            Wb = w0(f, l, fwd=not decoupled)
-            return g @ Wb + (g @ Pl[f].T) @ Ql[f]
-
-        def forward(U, P, Q, x):
-            """x: (B, d). Returns h_L (B,n) and per-layer stash."""
-            z0 = x @ U.T / sqd
-            h0 = phi(z0) if block == "post" else z0
-
-            def layer(h, xs):
-                l, Pl, Ql = xs
-                if block == "pre":
-                    u = phi(h)
-                    y, hist = matvec(0, l, Pl, Ql, u)
-                    hn = h + (b / sqn) * y
-                    xl = jnp.zeros_like(h)
-                    fdh = (b / (sqn * tau)) * hist
-                    fx = jnp.zeros_like(h)
-                elif block == "post":
-                    y, hist = matvec(0, l, Pl, Ql, h)
-                    xl = y / sqn
-                    hn = h + b * phi(xl)
-                    fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
-                    fx = hist / sqn
-                else:
-                    y1, hist1 = matvec(0, l, Pl, Ql, h)
-                    xl = y1 / sqn
-                    y2, hist2 = matvec(1, l, Pl, Ql, phi(xl))
-                    hn = h + (b / sqn) * y2
-                    fx = hist1 / sqn
-                    fdh = (b / (sqn * tau)) * hist2
-                rms = lambda a: jnp.sqrt(jnp.mean(a**2, axis=-1))
-                return hn, (h, xl, rms(fx), rms(fdh))
-
-            hL, (hprev, xls, fxs, fdhs) = jax.lax.scan(layer, h0, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1)))
-            return z0, h0, hL, hprev, xls, fxs, fdhs
-
-        def backward_pass(v, P, Q, z0, hL, hprev, xls):
-            dhL = jnp.broadcast_to(s_out * v, hL.shape)
-
-            def layer(dh, xs):
-                l, Pl, Ql, h, xl = xs
-                if block == "pre":
-                    dy = (b / sqn) * dh
-                    u = phi(h)
-                    dhp = dh + dphi(h) * rmatvec(0, l, Pl, Ql, dy)
-                    dys = (dy,)
-                    us = (u,)
-                elif block == "post":
-                    dy = (b / sqn) * dphi(xl) * dh
-                    dhp = dh + rmatvec(0, l, Pl, Ql, dy)
-                    dys = (dy,)
-                    us = (h,)
-                else:
-                    dy2 = (b / sqn) * dh
-                    dx = dphi(xl) * rmatvec(1, l, Pl, Ql, dy2)
-                    dy1 = dx / sqn
-                    dhp = dh + rmatvec(0, l, Pl, Ql, dy1)
-                    dys = (dy1, dy2)
-                    us = (h, phi(xl))
-                return dhp, (dh, jnp.stack(dys), jnp.stack(us))
-
-            dh0, (dhs, dys, us) = jax.lax.scan(
-                layer, dhL, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1), hprev, xls), reverse=True
+        def gen(kk):
+            return jnp.stack(
+                [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
             )
-            dz0 = dphi(z0) * dh0 if block == "post" else dh0
-            return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}; dys (L, F, B, n)
 
-        def step(k, carry):
-            (U, v, P, Q), buf = carry
-            x, y = Xs[k], Ys[k]
-            z0, h0, hL, hprev, xls, fxs, fdhs = forward(U, P, Q, x)
-            f = s_out * (hL @ v)
-            lp = loss_grad(net.loss, f, y)
-            lval = loss_value(net.loss, f, y)
-            dz0, dh0, dhs, dys, us = backward_pass(v, P, Q, z0, hL, hprev, xls)
-            c = (lp / batch).astype(dtype)  # (B,)
-            U_new = U - lr_in * (c[:, None] * dz0).T @ x / sqd
-            v_new = v - lr_out * s_out * (c @ hL)
-            newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
-            P_new = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
-            Q_new = jax.lax.dynamic_update_slice(Q, us.swapaxes(0, 1), (0, 0, k * batch, 0))
-            out = {"f": f, "loss": lval}
-            if n_test:
-                _, _, hLt, *_ = forward(U, P, Q, Xt)  # weights before this step's update
-                out["ftest"] = s_out * (hLt @ v)
-            if rec_feat:
-                out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
-            if rec_grad:
-                g = jnp.concatenate([dh0[None], dhs], axis=0) / s_out
-                out["g"] = g.swapaxes(0, 1)
-            if rec_frozen:
-                out["fx"] = fxs.T  # (B, L)
-                out["fdh"] = fdhs.T
-            buf = {name: jax.lax.dynamic_update_index_in_dim(buf[name], out[name].astype(dtype), k, 0) for name in buf}
-            return (U_new, v_new, P_new, Q_new), buf
+        out["W0"] = gen(k_w)
+        if st.backward == "decoupled":
+            out["Wt0"] = gen(k_wt)
+    return out
 
-        loop = ((state["U"], state["v"], state["P"], state["Q"]), buf)
-        (U, v, P, Q), buf = jax.lax.fori_loop(s0, s1, step, loop)
-        return dict(state, U=U, v=v, P=P, Q=Q), buf
 
-    return init, weights, advance
+def _init(st: _SimStatic, seed_key):
+    """The carry (state, per-step output buffers) before step 0."""
+    n, d, L, F = st.net.width, st.net.input_dim, st.net.depth, _families(st.net.block)
+    steps, batch, dtype = st.steps, st.batch, st.dtype
+    H = steps * batch
+    k_u, k_v, _, _ = _keys_of(st, seed_key)
+    state = {
+        "U": jax.random.normal(k_u, (n, d), dtype),
+        "v": jax.random.normal(k_v, (n,), dtype),
+        "P": jnp.zeros((F, L, H, n), dtype),
+        "Q": jnp.zeros((F, L, H, n), dtype),
+        **_weights(st, seed_key),
+    }
+    buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
+    if st.n_test:
+        buf["ftest"] = jnp.zeros((steps, st.n_test), dtype)
+    if "features" in st.record:
+        buf["h"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+    if "grads" in st.record:
+        buf["g"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+    if "frozen" in st.record:
+        buf["fx"] = jnp.zeros((steps, batch, L), dtype)
+        buf["fdh"] = jnp.zeros((steps, batch, L), dtype)
+    return state, buf
+
+
+def _w0(st: _SimStatic, w, f, l, fwd=True):
+    W0, Wt0, k_w, k_wt = w
+    if st.dense:
+        return (W0 if fwd else Wt0)[f, l]
+    n = st.net.width
+    return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
+
+
+def _matvec(st: _SimStatic, w, f, l, Pl, Ql, u):
+    """u: (B, n) -> W^(k) u for each row; returns (total, history part)."""
+    hist = (u @ Ql[f].T) @ Pl[f]
+    return u @ _w0(st, w, f, l).T + hist, hist
+
+
+def _rmatvec(st: _SimStatic, w, f, l, Pl, Ql, g):
+    Wb = _w0(st, w, f, l, fwd=st.backward != "decoupled")
+    return g @ Wb + (g @ Pl[f].T) @ Ql[f]
+
+
+def _block_forward(st: _SimStatic, w, h, l, Pl, Ql):
+    """One residual block: (h_ℓ, x_ℓ, frozen-weight deviations fx, fdh)."""
+    phi, block = st.net.activation.fn, st.net.block
+    b, tau, sqn, _, _ = _scales(st)
+    if block == "pre":
+        u = phi(h)
+        y, hist = _matvec(st, w, 0, l, Pl, Ql, u)
+        hn = h + (b / sqn) * y
+        xl = jnp.zeros_like(h)
+        fdh = (b / (sqn * tau)) * hist
+        fx = jnp.zeros_like(h)
+    elif block == "post":
+        y, hist = _matvec(st, w, 0, l, Pl, Ql, h)
+        xl = y / sqn
+        hn = h + b * phi(xl)
+        fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
+        fx = hist / sqn
+    else:
+        y1, hist1 = _matvec(st, w, 0, l, Pl, Ql, h)
+        xl = y1 / sqn
+        y2, hist2 = _matvec(st, w, 1, l, Pl, Ql, phi(xl))
+        hn = h + (b / sqn) * y2
+        fx = hist1 / sqn
+        fdh = (b / (sqn * tau)) * hist2
+    return hn, xl, fx, fdh
+
+
+def _forward(st: _SimStatic, w, U, P, Q, x):
+    """x: (B, d).  Returns z_0, h_0, h_L (B, n) and the per-layer stash."""
+    phi = st.net.activation.fn
+    sqd = _scales(st)[4]
+    z0 = x @ U.T / sqd
+    h0 = phi(z0) if st.net.block == "post" else z0
+
+    def layer(h, xs):
+        l, Pl, Ql = xs
+        hn, xl, fx, fdh = _block_forward(st, w, h, l, Pl, Ql)
+        rms = lambda a: jnp.sqrt(jnp.mean(a**2, axis=-1))  # noqa: E731
+        return hn, (h, xl, rms(fx), rms(fdh))
+
+    layers = jnp.arange(st.net.depth)
+    hL, (hprev, xls, fxs, fdhs) = jax.lax.scan(layer, h0, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1)))
+    return z0, h0, hL, hprev, xls, fxs, fdhs
+
+
+def _block_backward(st: _SimStatic, w, dh, l, Pl, Ql, h, xl):
+    """One block backwards: (∂f/∂h_{ℓ-1}, the output gradients dys and inputs us of its matrices)."""
+    phi, dphi, block = st.net.activation.fn, st.net.activation.deriv, st.net.block
+    b, _, sqn, _, _ = _scales(st)
+    if block == "pre":
+        dy = (b / sqn) * dh
+        u = phi(h)
+        dhp = dh + dphi(h) * _rmatvec(st, w, 0, l, Pl, Ql, dy)
+        dys, us = (dy,), (u,)
+    elif block == "post":
+        dy = (b / sqn) * dphi(xl) * dh
+        dhp = dh + _rmatvec(st, w, 0, l, Pl, Ql, dy)
+        dys, us = (dy,), (h,)
+    else:
+        dy2 = (b / sqn) * dh
+        dx = dphi(xl) * _rmatvec(st, w, 1, l, Pl, Ql, dy2)
+        dy1 = dx / sqn
+        dhp = dh + _rmatvec(st, w, 0, l, Pl, Ql, dy1)
+        dys, us = (dy1, dy2), (h, phi(xl))
+    return dhp, jnp.stack(dys), jnp.stack(us)
+
+
+def _backward(st: _SimStatic, w, v, P, Q, z0, hL, hprev, xls):
+    """The hand-written backward pass: (∂f/∂z_0, ∂f/∂h_0, ∂f/∂h_ℓ (L, B, n), dys (L, F, B, n), us)."""
+    s_out = _scales(st)[3]
+    dhL = jnp.broadcast_to(s_out * v, hL.shape)
+
+    def layer(dh, xs):
+        l, Pl, Ql, h, xl = xs
+        dhp, dys, us = _block_backward(st, w, dh, l, Pl, Ql, h, xl)
+        return dhp, (dh, dys, us)
+
+    layers = jnp.arange(st.net.depth)
+    dh0, (dhs, dys, us) = jax.lax.scan(layer, dhL, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1), hprev, xls),
+                                       reverse=True)
+    dz0 = st.net.activation.deriv(z0) * dh0 if st.net.block == "post" else dh0
+    return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}
+
+
+def _step(st: _SimStatic, w, k, carry, Xs, Ys, Xt, rates):
+    """SGD step k: returns ((U, v, P, Q), buffers) with this step's outputs recorded."""
+    # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
+    # reuses one compilation
+    lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
+    batch, dtype = st.batch, st.dtype
+    s_out, sqd = _scales(st)[3], _scales(st)[4]
+    (U, v, P, Q), buf = carry
+    x, y = Xs[k], Ys[k]
+    z0, h0, hL, hprev, xls, fxs, fdhs = _forward(st, w, U, P, Q, x)
+    f = s_out * (hL @ v)
+    lp = loss_grad(st.net.loss, f, y)
+    lval = loss_value(st.net.loss, f, y)
+    dz0, dh0, dhs, dys, us = _backward(st, w, v, P, Q, z0, hL, hprev, xls)
+    c = (lp / batch).astype(dtype)  # (B,)
+    U_new = U - lr_in * (c[:, None] * dz0).T @ x / sqd
+    v_new = v - lr_out * s_out * (c @ hL)
+    newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
+    P_new = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
+    Q_new = jax.lax.dynamic_update_slice(Q, us.swapaxes(0, 1), (0, 0, k * batch, 0))
+    out = {"f": f, "loss": lval}
+    if st.n_test:
+        _, _, hLt, *_ = _forward(st, w, U, P, Q, Xt)  # weights before this step's update
+        out["ftest"] = s_out * (hLt @ v)
+    if "features" in st.record:
+        out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
+    if "grads" in st.record:
+        g = jnp.concatenate([dh0[None], dhs], axis=0) / s_out
+        out["g"] = g.swapaxes(0, 1)
+    if "frozen" in st.record:
+        out["fx"] = fxs.T  # (B, L)
+        out["fdh"] = fdhs.T
+    buf = {name: jax.lax.dynamic_update_index_in_dim(buf[name], out[name].astype(dtype), k, 0) for name in buf}
+    return (U_new, v_new, P_new, Q_new), buf
+
+
+def _advance(st: _SimStatic, carry, s0, s1, seed_key, Xs, Ys, Xt, rates):
+    """SGD steps s0..s1-1 on Xs (steps, B, d), Ys (steps, B) from ``carry``, with a ``fori_loop``
+    whose bounds are traced: one compiled program serves every split of the run, so any split
+    (e.g. a checkpoint after step k, then a resume) gives bit-identical results."""
+    _, _, k_w, k_wt = _keys_of(st, seed_key)
+    state, buf = carry
+    W0 = state.get("W0")
+    w = (W0, state.get("Wt0", W0), k_w, k_wt)
+    loop = ((state["U"], state["v"], state["P"], state["Q"]), buf)
+    (U, v, P, Q), buf = jax.lax.fori_loop(s0, s1, lambda k, c: _step(st, w, k, c, Xs, Ys, Xt, rates), loop)
+    return dict(state, U=U, v=v, P=P, Q=Q), buf
 
 
 @functools.lru_cache(maxsize=64)
@@ -337,9 +356,9 @@ def _compiled_run(st: _SimStatic):
     """Jitted, seed-vmapped (init, weights, advance, advance_donating) per problem description
     (repeat calls reuse them).  ``advance(carry, s0, s1, keys, Xs, Ys, Xt, rates)``; the last one
     donates its carry."""
-    init, weights, advance = _build_run(st)
-    adv = jax.vmap(advance, in_axes=(0, None, None, 0, None, None, None, None))
-    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(weights)), jax.jit(adv), jax.jit(adv, donate_argnums=(0,))
+    adv = jax.vmap(functools.partial(_advance, st), in_axes=(0, None, None, 0, None, None, None, None))
+    return (jax.jit(jax.vmap(functools.partial(_init, st))), jax.jit(jax.vmap(functools.partial(_weights, st))),
+            jax.jit(adv), jax.jit(adv, donate_argnums=(0,)))
 
 
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
