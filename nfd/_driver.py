@@ -41,7 +41,7 @@ from typing import Any
 from . import _checkpoint
 from ._divergence import check_policy, report
 
-__all__ = ["run", "State", "next_stop"]
+__all__ = ["run", "State", "Problem", "next_stop"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,27 @@ class State:
     step: int
     carry: Any
     fingerprint: str
+
+
+class Problem:
+    """Base of the stepped problems: ``steps`` from the frozen static description, one segment.
+
+    A subclass provides ``name``, ``fingerprint``, ``report_kw`` (the words of the divergence
+    message: ``what``, ``quantity``, ``hint``, ``index_name``) and ``init`` / ``advance`` /
+    ``save`` / ``load`` / ``divergence`` / ``solution``.
+    """
+
+    describe = ""
+
+    @property
+    def steps(self) -> int:
+        """Number of steps of the whole run."""
+        return self.static.steps
+
+    @property
+    def segment(self) -> int:
+        """Steps per segment (checkpoints count from each segment's start)."""
+        return self.steps
 
 
 def check_state(problem, state) -> None:

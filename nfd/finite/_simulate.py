@@ -441,7 +441,7 @@ class _Checkpoint:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SimulationProblem:
+class SimulationProblem(_driver.Problem):
     """A validated simulation of ``seeds`` finite networks that runs in pieces (see
     :mod:`nfd._driver`): ``init`` / ``advance`` / ``save`` / ``load`` / ``divergence`` / ``solution``.
 
@@ -471,14 +471,6 @@ class SimulationProblem:
     config: dict
     describe: str
     name = "[nfd.simulate]"
-
-    @property
-    def steps(self) -> int:
-        return self.static.steps
-
-    @property
-    def segment(self) -> int:
-        return self.static.steps
 
     @property
     def report_kw(self) -> dict:

@@ -596,7 +596,7 @@ outputs filled up to ``step``)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ParticleProblem:
+class ParticleProblem(_driver.Problem):
     """A validated particle solve that runs in pieces: checkpoint and resume long solves.
 
     Built by :func:`particle_problem` (same arguments as :func:`solve_particles_network`) and run
@@ -624,15 +624,6 @@ class ParticleProblem:
     options: dict
     fingerprint: str
     name = "solve_particles"
-
-    @property
-    def steps(self) -> int:
-        """Number of SGD steps of the whole run."""
-        return self.static.steps
-
-    @property
-    def segment(self) -> int:
-        return self.static.steps
 
     @property
     def describe(self) -> str:

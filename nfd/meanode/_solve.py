@@ -210,7 +210,7 @@ class _Checkpoint:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class MeanODEProblem:
+class MeanODEProblem(_driver.Problem):
     """A validated Mean ODE solve that runs in pieces (see :mod:`nfd._driver`).
 
     The solve is a sequence of runs (the replicates, then the 2N grid of ``richardson``), each
