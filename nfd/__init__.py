@@ -17,7 +17,14 @@ from .finite import SimulationResult as SimulationResult
 from .finite import simulate as simulate
 from .finite import simulate_network as simulate_network
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:  # the version is set in one place, pyproject.toml, and read from the installed metadata
+    __version__ = _version("nfd")
+except _PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
+from ._results import Status as Status
 from ._model import MeanODEResNet as MeanODEResNet
 from .meanode import simulate_resnet as simulate_resnet
 from .meanode import solve_mean_ode as solve_mean_ode

@@ -80,3 +80,18 @@ def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]
             raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
         checkpoint = os.fspath(checkpoint)
     return checkpoint, checkpoint_every
+
+
+def fingerprint(ident, arrays=()) -> str:
+    """sha256 (32 hex digits) of everything that fixes a run's numbers: ``ident`` (its ``repr``:
+    sizes, options, seed) and the ``arrays`` (data; shapes and float64 bytes).  A checkpoint is
+    resumed only by the problem with the same fingerprint.  Devices are not part of it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(repr((ident, VERSION)).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a, np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]

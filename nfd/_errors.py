@@ -9,12 +9,13 @@ class DivergenceError(FloatingPointError):
     """A run produced NaN or infinite values.
 
     Attributes:
-        step: the first training step (0-based) whose output was not finite.
+        step: the first training step (0-based) whose output was not finite, or ``None`` where
+            the computation has no steps (a kernel) or the step is unknown.
         seed: the seed index (for batched runs) where it happened first, or ``None``.
         quantity: what diverged (e.g. ``"output f"``).
     """
 
-    def __init__(self, message: str, *, step: int, seed: int | None = None, quantity: str = ""):
+    def __init__(self, message: str, *, step: int | None, seed: int | None = None, quantity: str = ""):
         super().__init__(message)
         self.step = step
         self.seed = seed

@@ -40,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import DivergenceError
-from ._losses import loss_value
 from ._memory import check_memory
 from ._model import ResNet
+from ._results import result
 from ._validate import check_data, check_test_inputs
 
 __all__ = ["limit_loss_fn", "limit_loss_and_grad", "LimitGradient", "optimal_lr", "OptimalLR", "OBJECTIVES"]
@@ -51,7 +51,7 @@ OBJECTIVES = ("online", "test")
 MODES = ("forward", "reverse")
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class LimitGradient:
     """Value and gradient of a limit loss (floats).
 
@@ -94,16 +94,6 @@ class OptimalLR:
     history: np.ndarray
 
 
-def _static_for(net: ResNet, *, particles, steps, batch, n_test, backward, dtype):
-    from .limits import _nfd  # the compiled NFD program (private: see the module docstring)
-
-    return _nfd._Static(
-        P=int(particles), L=net.depth, d=net.input_dim, steps=steps, B=batch, N=n_test,
-        exact=backward == "exact", activation=net.activation, loss=net.loss, record_paths=False,
-        dtype=jnp.dtype(dtype),
-    )
-
-
 def _validate(X, Y, *, depth, particles, activation, backward, frozen, seed, loss, batch_size, X_test, Y_test,
               objective, dtype):
     from .limits._nfd import BACKWARDS
@@ -139,11 +129,14 @@ def _validate(X, Y, *, depth, particles, activation, backward, frozen, seed, los
     return net, X, Y, X_test, Y_test, dtype
 
 
-def _memory(net, *, particles, samples, n_test, backward, dtype, mode, steps, max_memory):
+def _memory(net, *, particles, samples, n_test, backward, dtype, mode, steps, max_memory, storage_dtype=None,
+            noise="store"):
     from .limits._nfd import estimate_particle_memory
 
+    sdt = jnp.dtype(dtype) if storage_dtype is None else jnp.dtype(storage_dtype)
     one = estimate_particle_memory(particles=particles, depth=net.depth, samples=samples, input_dim=net.input_dim,
-                                   n_test=n_test, exact=backward == "exact", itemsize=jnp.dtype(dtype).itemsize)
+                                   n_test=n_test, exact=backward == "exact", itemsize=jnp.dtype(dtype).itemsize,
+                                   storage_itemsize=sdt.itemsize, noise=noise)
     # forward mode carries primal + 2 tangents; reverse mode keeps the state of every step
     est = 3 * one if mode == "forward" else (steps + 2) * one
     check_memory(est, what=f"limit gradient ({mode} mode)",
@@ -159,7 +152,7 @@ def limit_loss_fn(
     depth: int,
     particles: int,
     activation: Any = "relu",
-    backward: str = "gia",
+    backward: str | None = None,
     frozen: tuple[str, ...] = (),
     seed: int = 0,
     loss: str = "mse",
@@ -170,6 +163,9 @@ def limit_loss_fn(
     dtype=jnp.float32,
     singular_tol: float | None = None,
     max_memory: int | None = None,
+    devices=None,
+    storage_dtype=None,
+    noise: str = "store",
     _mode_for_memory: str = "forward",
 ) -> Callable[[Any, Any], jax.Array]:
     """The limit loss ℒ(η_c, T) of the NFD particle recursion as a pure JAX function.
@@ -183,7 +179,9 @@ def limit_loss_fn(
         X: (K, d) training inputs, ``batch_size`` per SGD step.
         Y: (K,) targets.
         depth: L, as in :func:`nfd.limits.solve_particles` (so are ``particles``, ``activation``,
-            ``backward``, ``frozen``, ``seed``, ``loss``, ``batch_size``, ``dtype``, ``singular_tol``).
+            ``backward`` (default ``"exact"``), ``frozen``, ``seed``, ``loss``, ``batch_size``, ``dtype``,
+            ``singular_tol``, ``devices``, ``storage_dtype`` and ``noise``: the function is
+            :meth:`nfd.ParticleProblem.loss_fn` of the same particle problem).
         objective: ``"online"`` (mean of ℓ(f̂^(k), y^(k)) over the K samples, each before its
             update) or ``"test"`` (mean loss on X_test, Y_test after all K steps).
         X_test: (N, d) held-out inputs for ``objective="test"``.
@@ -201,14 +199,14 @@ def limit_loss_fn(
         >>> bool(np.isfinite(dl))
         True
     """
+    from .limits._nfd import DEFAULT_BACKWARD, particle_problem
+
+    if backward is None:
+        backward = DEFAULT_BACKWARD
     net, X, Y, X_test, Y_test, dtype = _validate(
         X, Y, depth=depth, particles=particles, activation=activation, backward=backward, frozen=frozen,
         seed=seed, loss=loss, batch_size=batch_size, X_test=X_test, Y_test=Y_test, objective=objective,
         dtype=dtype)
-    if singular_tol is None:
-        singular_tol = 1e-5 if dtype == jnp.float32 else 1e-10
-    if not (0 <= float(singular_tol) < 1):
-        raise ValueError(f"singular_tol must be in [0, 1), got {singular_tol!r}")
     B = int(batch_size)
     K = X.shape[0]
     if objective == "test":
@@ -218,45 +216,12 @@ def limit_loss_fn(
     steps = X.shape[0] // B
     N = 0 if X_test is None or objective != "test" else X_test.shape[0]
     _memory(net, particles=int(particles), samples=X.shape[0], n_test=N, backward=backward, dtype=dtype,
-            mode=_mode_for_memory, steps=steps, max_memory=max_memory)
-    st = _static_for(net, particles=particles, steps=steps, batch=B, n_test=N, backward=backward, dtype=dtype)
-    return _loss_program(st, objective, K, B, int(seed), tuple(frozen if not isinstance(frozen, str) else (frozen,)),
-                         X.tobytes(), X.shape, Y.tobytes(),
-                         None if N == 0 else X_test.tobytes(), None if N == 0 else Y_test.tobytes(),
-                         float(singular_tol))
-
-
-@functools.lru_cache(maxsize=32)
-def _loss_program(st, objective, K, B, seed, frozen, Xb, Xshape, Yb, Xtb, Ytb, tol):
-    """Build (and cache per problem) the pure loss function; arrays travel as bytes to be hashable."""
-    from .limits._nfd import _compiled
-
-    run = _compiled(st)
-    dtype = st.dtype
-    X = np.frombuffer(Xb, np.float64).reshape(Xshape)
-    Y = np.frombuffer(Yb, np.float64)
-    Xs = jnp.asarray(X.reshape(st.steps, B, -1), dtype)
-    Ys = jnp.asarray(Y.reshape(st.steps, B), dtype)
-    if st.N:
-        Xt = jnp.asarray(np.frombuffer(Xtb, np.float64).reshape(st.N, st.d), dtype)
-        Yt = jnp.asarray(np.frombuffer(Ytb, np.float64), dtype)
-    else:
-        Xt = jnp.zeros((0, st.d), dtype)
-        Yt = None
-    key = jax.random.PRNGKey(seed)
-    tol_a = jnp.asarray(tol, dtype)
-    trained = jnp.asarray([0.0 if g in frozen else 1.0 for g in ("input", "hidden", "output")], dtype)
-    L = st.L
-
-    def fn(lr, T):
-        lr = jnp.asarray(lr, dtype)
-        T = jnp.asarray(T, dtype)
-        out = run(key, Xs, Ys, Xt, trained * lr, jnp.sqrt(T / L), tol_a)["outs"]
-        if objective == "online":
-            return jnp.mean(out["loss"].reshape(-1)[:K])
-        return jnp.mean(loss_value(st.loss, out["ftest"][-1], Yt))
-
-    return fn
+            mode=_mode_for_memory, steps=steps, max_memory=max_memory, storage_dtype=storage_dtype, noise=noise)
+    prob = particle_problem(net, X, Y, particles=particles, backward=backward, seed=seed, batch_size=B,
+                            X_test=X_test if N else None, dtype=dtype, singular_tol=singular_tol,
+                            max_memory=max_memory, eigenvalues=False, devices=devices, storage_dtype=storage_dtype,
+                            noise=noise)
+    return prob.loss_fn(objective, K=K, Y_test=Y_test if N else None)
 
 
 def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward", max_memory: int | None = None,
@@ -295,12 +260,15 @@ def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward
     if not (math.isfinite(val) and math.isfinite(d_lr) and math.isfinite(d_T)):
         raise DivergenceError(
             f"limit loss or gradient not finite at lr={lr_f}, T={T_f} (loss={val}, d_lr={d_lr}, d_T={d_T}); "
-            "the limit diverged: try a smaller lr", step=-1, quantity="limit loss")
+            "the limit diverged: try a smaller lr", step=None, quantity="limit loss")
     kw = dict(kwargs)
     net = ResNet(depth=kw["depth"], input_dim=np.asarray(X).shape[1], width=None,
                  activation=kw.get("activation", "relu"), T=T_f, lr=lr_f, frozen=tuple(kw.get("frozen", ())),
                  loss=kw.get("loss", "mse"))
-    config = dict(particles=int(kw["particles"]), backward=kw.get("backward", "gia"), seed=int(kw.get("seed", 0)),
+    from .limits._nfd import DEFAULT_BACKWARD
+
+    config = dict(particles=int(kw["particles"]), backward=kw.get("backward") or DEFAULT_BACKWARD,
+                  seed=int(kw.get("seed", 0)),
                   objective=kw.get("objective", "online"), mode=mode, dtype=str(jnp.dtype(kw.get("dtype", jnp.float32))))
     return LimitGradient(loss=val, d_lr=d_lr, d_T=d_T, lr=lr_f, T=T_f, network=net, config=config)
 
@@ -389,7 +357,7 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, grid: int 
     losses = np.array([float(fn(float(a), float(T))) for a in rates])
     losses = np.where(np.isfinite(losses), losses, np.inf)
     if not np.isfinite(losses).any():
-        raise DivergenceError(f"optimal_lr: the limit diverges at every rate in {bracket}", step=-1,
+        raise DivergenceError(f"optimal_lr: the limit diverges at every rate in {bracket}", step=None,
                               quantity="limit loss")
     j = int(np.argmin(losses))
     a_i, b_i = max(j - 1, 0), min(j + 1, grid - 1)

@@ -42,6 +42,7 @@ import math
 from typing import Literal
 
 from ._activations import Activation, get_activation
+from ._units import get_unit
 from ._validate import check_positive_float
 
 __all__ = ["ResNet", "BLOCKS", "PARAMETERIZATIONS", "LOSSES", "PARAMETER_GROUPS"]
@@ -268,8 +269,6 @@ class MeanODEResNet:
             _check_pos_int("depth", self.depth)
         if self.hidden is not None:
             _check_pos_int("hidden", self.hidden)
-        from .meanode._units import get_unit  # local import: the unit registry lives there
-
         object.__setattr__(self, "unit", get_unit(self.unit))
         object.__setattr__(self, "activation", get_activation(self.activation))
         _check_pos_float("alpha", self.alpha)

@@ -1,31 +1,83 @@
 """``nfd.solve``: one entry point for every limit solver.
 
-``method`` picks the family; each family documents its own extra keyword arguments:
+``method`` picks the family; each family documents its own extra keyword arguments and its
+defaults differ where the models differ:
 
 * ``"particles"`` (default): the NFD particle recursion of depth-μP ResNets
-  (:func:`nfd.limits.solve_particles`), ``backward="gia"`` or ``"exact"``.
+  (:func:`nfd.limits.solve_particles`).  Defaults: ``backward="exact"`` (the limit of the
+  ordinary, coupled networks that :func:`nfd.simulate` builds by default; ``backward="gia"`` is
+  the published NFD, the limit of decoupled networks), ``activation="relu"``, ``lr=0.1``,
+  ``T=1.0``, ``frozen=()`` (all groups trained), ``dtype=float32``.
 * ``"gamma_c"``: the Γ/C functional recursion of Tensor Programs VI for linear residual
-  networks (:func:`nfd.limits.solve_gamma_c`).
+  networks (:func:`nfd.limits.solve_gamma_c`).  Defaults: ``activation="identity"`` (the only
+  one it solves), ``lr=1.0``, ``frozen=("input", "output")`` (the paper's setting), float64.
 * ``"mean_ode"``: the Neural Mean ODE of ResNets with hidden width M
-  (:func:`nfd.meanode.solve_mean_ode`).
+  (:func:`nfd.meanode.solve_mean_ode`).  Defaults: ``activation="tanh"``, MLP units, α = 1,
+  σ_u = σ_v = √D, η_u = η_v = D (the setting of the paper's §2.4), full-batch GD.
 """
 
 from __future__ import annotations
 
-__all__ = ["solve", "METHODS"]
+import difflib
+import inspect
+
+__all__ = ["solve", "METHODS", "accepted_keywords"]
 
 METHODS = ("particles", "gamma_c", "mean_ode")
+
+
+def _solvers(method):
+    """The functions whose keywords ``method`` accepts; the first one is called."""
+    if method == "particles":
+        from .limits._nfd import particle_problem, solve_particles, solve_particles_network
+
+        return solve_particles, solve_particles_network, particle_problem
+    if method == "gamma_c":
+        from .limits._gamma_c import solve_gamma_c
+
+        return (solve_gamma_c,)
+    from .meanode._solve import solve_mean_ode
+
+    return (solve_mean_ode,)
+
+
+def accepted_keywords(method: str) -> tuple[str, ...]:
+    """The keyword arguments ``nfd.solve(X, Y, method=method, ...)`` accepts (sorted).
+
+    Example:
+        >>> "backward" in accepted_keywords("particles"), "backward" in accepted_keywords("gamma_c")
+        (True, False)
+    """
+    keys = set()
+    for fn in _solvers(method):
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.kind is p.KEYWORD_ONLY and not name.startswith("_"):
+                keys.add(name)
+    return tuple(sorted(keys))
+
+
+def _check_keywords(method, kwargs):
+    accepted = accepted_keywords(method)
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"nfd.solve(method={method!r}) got an unknown keyword argument {key!r}.{hint} "
+                             f"Accepted: {', '.join(accepted)}")
 
 
 def solve(X, Y, *, method: str = "particles", **kwargs):
     """Solve the infinite-width limit of a training run on (X, Y).
 
     Args:
-        X: (K, d) training inputs (one per SGD step for the NFD and Γ/C solvers).
-        Y: (K,) targets.
+        X: (K, d) training inputs (one per SGD step for the NFD and Γ/C solvers; the whole
+            training set, (n, D), for the Mean ODE).
+        Y: (K,) targets ((n, D) for the Mean ODE).
         method: ``"particles"``, ``"gamma_c"`` or ``"mean_ode"``.
-        **kwargs: passed to the chosen solver, e.g. for ``"particles"``:
-            ``depth, particles, activation, lr, T=1.0, backward="gia", frozen=(), seed=0``.
+        **kwargs: passed to the chosen solver (see the module docstring for each method's
+            defaults), e.g. for ``"particles"``: ``depth, particles, activation="relu", lr=0.1,
+            T=1.0, backward="exact", frozen=(), seed=0``.  An unknown keyword is refused with a
+            ``ValueError`` listing the accepted ones (:func:`accepted_keywords`).
 
     Returns:
         The solver's result object; every one has ``.outputs`` (f̂ per step).
@@ -34,19 +86,12 @@ def solve(X, Y, *, method: str = "particles", **kwargs):
         >>> import numpy as np, nfd
         >>> X = np.random.default_rng(0).normal(size=(4, 2)); Y = X[:, 0]
         >>> res = nfd.solve(X, Y, depth=8, particles=2048, activation="tanh", lr=0.5)
-        >>> res.outputs.shape
-        (4,)
+        >>> res.outputs.shape, res.config["backward"]
+        ((4,), 'exact')
     """
-    if method == "particles":
-        from .limits._nfd import solve_particles
-
-        return solve_particles(X, Y, **kwargs)
-    if method == "gamma_c":
-        from .limits._gamma_c import solve_gamma_c
-
-        return solve_gamma_c(X, Y, **kwargs)
-    if method == "mean_ode":
-        from .meanode._solve import solve_mean_ode
-
-        return solve_mean_ode(X, Y, **kwargs)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), METHODS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"nfd.solve: method must be one of {METHODS}, got {method!r}.{hint}")
+    _check_keywords(method, kwargs)
+    return _solvers(method)[0](X, Y, **kwargs)

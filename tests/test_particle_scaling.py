@@ -108,7 +108,7 @@ def test_checkpoint_of_another_problem_is_refused(tmp_path):
     prob = nfd.particle_problem(_net(), X, Y, particles=64)
     path = tmp_path / "c.npz"
     prob.save(prob.advance(prob.init(), 1), path)
-    for other in (dict(seed=1), dict(particles=128), dict(backward="exact"), dict(storage_dtype="bfloat16")):
+    for other in (dict(seed=1), dict(particles=128), dict(backward="gia"), dict(storage_dtype="bfloat16")):
         with pytest.raises(ValueError, match="different problem"):
             _nfd.solve_particles_network(_net(), X, Y, checkpoint=path, **{"particles": 64, **other})
     with pytest.raises(ValueError, match="different problem"):

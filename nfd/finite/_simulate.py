@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
-import os
-import sys
-import time
 from typing import Any
 
 import jax
@@ -36,22 +32,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from .._errors import DivergenceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
-from .. import _checkpoint
+from .. import _checkpoint, _driver
+from .._divergence import check_policy, find
+from .._results import Status, result
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from .._validate import check_data, check_seeds, check_test_inputs
 
-__all__ = ["simulate", "simulate_network", "SimulationResult", "init_params", "RECORDABLE"]
+__all__ = ["simulate", "simulate_network", "simulation_problem", "SimulationProblem", "SimulationResult",
+           "init_params", "RECORDABLE"]
 
 RECORDABLE = ("features", "grads", "frozen")
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class SimulationResult:
-    """What :func:`simulate` returns.  Arrays are numpy, leading axis = seed.
+    """What :func:`simulate` returns.  Arrays are numpy, leading axis = seed (a JAX pytree whose
+    leaves are the arrays; see :func:`nfd._results.result`).
 
     Attributes:
         outputs: (seeds, K) f^(k), the output on the k-th training sample before update k.
@@ -64,6 +63,7 @@ class SimulationResult:
             of the block), for every block type.
         network: the :class:`ResNet` that was simulated.
         config: the remaining arguments (seed, seeds, backward, batch_size, dtype, weights).
+        status: :class:`~nfd.Status`: the first non-finite step and seed index, or ``None``.
     """
 
     outputs: np.ndarray
@@ -75,6 +75,7 @@ class SimulationResult:
     frozen_dh: np.ndarray | None
     network: ResNet
     config: dict
+    status: Status = Status()
 
     @property
     def mean(self) -> np.ndarray:
@@ -119,213 +120,245 @@ def init_params(net: ResNet, seed_key, dtype=jnp.float32):
     return U, v, W
 
 
-def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, dense, same_backward_key=False):
-    """Return (init, weights, advance) for one seed.
+@dataclasses.dataclass(frozen=True)
+class _SimStatic:
+    """Everything that fixes a simulation's compiled program (the network without its lr, which
+    enters as a traced rate, so a learning-rate sweep compiles once)."""
 
-    ``init(seed_key) -> carry`` with ``carry = (state, buf)``: the state before step 0 and zeroed
-    per-step output buffers (leading axis = step).  ``weights(seed_key)`` is the part of the state
-    drawn from the key (W^(0), and W̃^(0) when decoupled; empty unless ``dense``), used to rebuild
-    it when a checkpoint is loaded.  ``advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates) -> carry``
-    runs the SGD steps s0..s1-1 on Xs (steps, B, d), Ys (steps, B) with a ``fori_loop`` whose bounds
-    are traced, so one compiled program serves every split of the run and any split (e.g. a
-    checkpoint after step k, then a resume) gives bit-identical results.
-    """
-    n, d, L = net.width, net.input_dim, net.depth
-    F = _families(net.block)
-    H = steps * batch
-    phi = net.activation.fn
-    dphi = net.activation.deriv
-    b = net.branch
-    tau = net.tau
-    sqn = math.sqrt(n)
-    s_out = net.output_scale()
-    sqd = math.sqrt(d)
-    block = net.block
-    rec_feat = "features" in record
-    rec_grad = "grads" in record
-    rec_frozen = "frozen" in record
-    decoupled = backward == "decoupled"
+    net: ResNet
+    backward: str
+    batch: int
+    steps: int
+    n_test: int
+    record: tuple
+    dtype: Any
+    dense: bool
+    same_backward_key: bool = False
 
-    def keys_of(seed_key):
-        k_u, k_v, k_w, k_wt = _keys(seed_key)
-        if same_backward_key:
-            k_wt = k_w
-        return k_u, k_v, k_w, k_wt
 
-    def weights(seed_key):
-        out = {}
-        if dense:
-            _, _, k_w, k_wt = keys_of(seed_key)
-            layers = jnp.arange(L)
+# ---- the compiled simulation: module-level functions of the frozen static description ------
+# (one seed; :func:`_compiled_run` vmaps them over the seeds).  ``w`` = (W0, W̃0, k_w, k_w̃): the
+# initial hidden weights, stored (``dense``) or regenerated per layer from their keys.
 
-            def gen(kk):
-                return jnp.stack(
-                    [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), dtype))(layers) for f in range(F)]
-                )
 
-            out["W0"] = gen(k_w)
-            if decoupled:
-                out["Wt0"] = gen(k_wt)
-        return out
+def _scales(st: _SimStatic):
+    """(b, τ, √n, output scale α, √d) of the network."""
+    net = st.net
+    return net.branch, net.tau, math.sqrt(net.width), net.output_scale(), math.sqrt(net.input_dim)
 
-    def init(seed_key):
-        k_u, k_v, _, _ = keys_of(seed_key)
-        state = {
-            "U": jax.random.normal(k_u, (n, d), dtype),
-            "v": jax.random.normal(k_v, (n,), dtype),
-            "P": jnp.zeros((F, L, H, n), dtype),
-            "Q": jnp.zeros((F, L, H, n), dtype),
-            **weights(seed_key),
-        }
-        buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
-        if n_test:
-            buf["ftest"] = jnp.zeros((steps, n_test), dtype)
-        if rec_feat:
-            buf["h"] = jnp.zeros((steps, batch, L + 1, n), dtype)
-        if rec_grad:
-            buf["g"] = jnp.zeros((steps, batch, L + 1, n), dtype)
-        if rec_frozen:
-            buf["fx"] = jnp.zeros((steps, batch, L), dtype)
-            buf["fdh"] = jnp.zeros((steps, batch, L), dtype)
-        return state, buf
 
-    def advance(carry, s0, s1, seed_key, Xs, Ys, Xt, rates):
-        # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
-        # reuses one compilation
-        lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
-        _, _, k_w, k_wt = keys_of(seed_key)
+def _keys_of(st: _SimStatic, seed_key):
+    k_u, k_v, k_w, k_wt = _keys(seed_key)
+    if st.same_backward_key:
+        k_wt = k_w
+    return k_u, k_v, k_w, k_wt
+
+
+def _weights(st: _SimStatic, seed_key):
+    """The part of the state drawn from the key: W^(0) (and W̃^(0) when decoupled) if ``dense``."""
+    out = {}
+    if st.dense:
+        n, L, F = st.net.width, st.net.depth, _families(st.net.block)
+        _, _, k_w, k_wt = _keys_of(st, seed_key)
         layers = jnp.arange(L)
-        state, buf = carry
-        W0 = state.get("W0")
-        Wt0 = state.get("Wt0", W0)
 
-        def w0(f, l, fwd=True):
-            if dense:
-                return (W0 if fwd else Wt0)[f, l]
-            return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), dtype)
-
-        def matvec(f, l, Pl, Ql, u):
-            # u: (B, n) -> W^(k) u for each row; returns (total, history part)
-            hist = (u @ Ql[f].T) @ Pl[f]
-            return u @ w0(f, l).T + hist, hist
-
-        def rmatvec(f, l, Pl, Ql, g):
-            Wb = w0(f, l, fwd=not decoupled)
-            return g @ Wb + (g @ Pl[f].T) @ Ql[f]
-
-        def forward(U, P, Q, x):
-            """x: (B, d). Returns h_L (B,n) and per-layer stash."""
-            z0 = x @ U.T / sqd
-            h0 = phi(z0) if block == "post" else z0
-
-            def layer(h, xs):
-                l, Pl, Ql = xs
-                if block == "pre":
-                    u = phi(h)
-                    y, hist = matvec(0, l, Pl, Ql, u)
-                    hn = h + (b / sqn) * y
-                    xl = jnp.zeros_like(h)
-                    fdh = (b / (sqn * tau)) * hist
-                    fx = jnp.zeros_like(h)
-                elif block == "post":
-                    y, hist = matvec(0, l, Pl, Ql, h)
-                    xl = y / sqn
-                    hn = h + b * phi(xl)
-                    fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
-                    fx = hist / sqn
-                else:
-                    y1, hist1 = matvec(0, l, Pl, Ql, h)
-                    xl = y1 / sqn
-                    y2, hist2 = matvec(1, l, Pl, Ql, phi(xl))
-                    hn = h + (b / sqn) * y2
-                    fx = hist1 / sqn
-                    fdh = (b / (sqn * tau)) * hist2
-                rms = lambda a: jnp.sqrt(jnp.mean(a**2, axis=-1))
-                return hn, (h, xl, rms(fx), rms(fdh))
-
-            hL, (hprev, xls, fxs, fdhs) = jax.lax.scan(layer, h0, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1)))
-            return z0, h0, hL, hprev, xls, fxs, fdhs
-
-        def backward_pass(v, P, Q, z0, hL, hprev, xls):
-            dhL = jnp.broadcast_to(s_out * v, hL.shape)
-
-            def layer(dh, xs):
-                l, Pl, Ql, h, xl = xs
-                if block == "pre":
-                    dy = (b / sqn) * dh
-                    u = phi(h)
-                    dhp = dh + dphi(h) * rmatvec(0, l, Pl, Ql, dy)
-                    dys = (dy,)
-                    us = (u,)
-                elif block == "post":
-                    dy = (b / sqn) * dphi(xl) * dh
-                    dhp = dh + rmatvec(0, l, Pl, Ql, dy)
-                    dys = (dy,)
-                    us = (h,)
-                else:
-                    dy2 = (b / sqn) * dh
-                    dx = dphi(xl) * rmatvec(1, l, Pl, Ql, dy2)
-                    dy1 = dx / sqn
-                    dhp = dh + rmatvec(0, l, Pl, Ql, dy1)
-                    dys = (dy1, dy2)
-                    us = (h, phi(xl))
-                return dhp, (dh, jnp.stack(dys), jnp.stack(us))
-
-            dh0, (dhs, dys, us) = jax.lax.scan(
-                layer, dhL, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1), hprev, xls), reverse=True
+        def gen(kk):
+            return jnp.stack(
+                [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
             )
-            dz0 = dphi(z0) * dh0 if block == "post" else dh0
-            return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}; dys (L, F, B, n)
 
-        def step(k, carry):
-            (U, v, P, Q), buf = carry
-            x, y = Xs[k], Ys[k]
-            z0, h0, hL, hprev, xls, fxs, fdhs = forward(U, P, Q, x)
-            f = s_out * (hL @ v)
-            lp = loss_grad(net.loss, f, y)
-            lval = loss_value(net.loss, f, y)
-            dz0, dh0, dhs, dys, us = backward_pass(v, P, Q, z0, hL, hprev, xls)
-            c = (lp / batch).astype(dtype)  # (B,)
-            U_new = U - lr_in * (c[:, None] * dz0).T @ x / sqd
-            v_new = v - lr_out * s_out * (c @ hL)
-            newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
-            P_new = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
-            Q_new = jax.lax.dynamic_update_slice(Q, us.swapaxes(0, 1), (0, 0, k * batch, 0))
-            out = {"f": f, "loss": lval}
-            if n_test:
-                _, _, hLt, *_ = forward(U, P, Q, Xt)  # weights before this step's update
-                out["ftest"] = s_out * (hLt @ v)
-            if rec_feat:
-                out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
-            if rec_grad:
-                g = jnp.concatenate([dh0[None], dhs], axis=0) / s_out
-                out["g"] = g.swapaxes(0, 1)
-            if rec_frozen:
-                out["fx"] = fxs.T  # (B, L)
-                out["fdh"] = fdhs.T
-            buf = {name: jax.lax.dynamic_update_index_in_dim(buf[name], out[name].astype(dtype), k, 0) for name in buf}
-            return (U_new, v_new, P_new, Q_new), buf
+        out["W0"] = gen(k_w)
+        if st.backward == "decoupled":
+            out["Wt0"] = gen(k_wt)
+    return out
 
-        loop = ((state["U"], state["v"], state["P"], state["Q"]), buf)
-        (U, v, P, Q), buf = jax.lax.fori_loop(s0, s1, step, loop)
-        return dict(state, U=U, v=v, P=P, Q=Q), buf
 
-    return init, weights, advance
+def _init(st: _SimStatic, seed_key):
+    """The carry (state, per-step output buffers) before step 0."""
+    n, d, L, F = st.net.width, st.net.input_dim, st.net.depth, _families(st.net.block)
+    steps, batch, dtype = st.steps, st.batch, st.dtype
+    H = steps * batch
+    k_u, k_v, _, _ = _keys_of(st, seed_key)
+    state = {
+        "U": jax.random.normal(k_u, (n, d), dtype),
+        "v": jax.random.normal(k_v, (n,), dtype),
+        "P": jnp.zeros((F, L, H, n), dtype),
+        "Q": jnp.zeros((F, L, H, n), dtype),
+        **_weights(st, seed_key),
+    }
+    buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
+    if st.n_test:
+        buf["ftest"] = jnp.zeros((steps, st.n_test), dtype)
+    if "features" in st.record:
+        buf["h"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+    if "grads" in st.record:
+        buf["g"] = jnp.zeros((steps, batch, L + 1, n), dtype)
+    if "frozen" in st.record:
+        buf["fx"] = jnp.zeros((steps, batch, L), dtype)
+        buf["fdh"] = jnp.zeros((steps, batch, L), dtype)
+    return state, buf
+
+
+def _w0(st: _SimStatic, w, f, l, fwd=True):
+    W0, Wt0, k_w, k_wt = w
+    if st.dense:
+        return (W0 if fwd else Wt0)[f, l]
+    n = st.net.width
+    return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
+
+
+def _matvec(st: _SimStatic, w, f, l, Pl, Ql, u):
+    """u: (B, n) -> W^(k) u for each row; returns (total, history part)."""
+    hist = (u @ Ql[f].T) @ Pl[f]
+    return u @ _w0(st, w, f, l).T + hist, hist
+
+
+def _rmatvec(st: _SimStatic, w, f, l, Pl, Ql, g):
+    Wb = _w0(st, w, f, l, fwd=st.backward != "decoupled")
+    return g @ Wb + (g @ Pl[f].T) @ Ql[f]
+
+
+def _block_forward(st: _SimStatic, w, h, l, Pl, Ql):
+    """One residual block: (h_ℓ, x_ℓ, frozen-weight deviations fx, fdh)."""
+    phi, block = st.net.activation.fn, st.net.block
+    b, tau, sqn, _, _ = _scales(st)
+    if block == "pre":
+        u = phi(h)
+        y, hist = _matvec(st, w, 0, l, Pl, Ql, u)
+        hn = h + (b / sqn) * y
+        xl = jnp.zeros_like(h)
+        fdh = (b / (sqn * tau)) * hist
+        fx = jnp.zeros_like(h)
+    elif block == "post":
+        y, hist = _matvec(st, w, 0, l, Pl, Ql, h)
+        xl = y / sqn
+        hn = h + b * phi(xl)
+        fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
+        fx = hist / sqn
+    else:
+        y1, hist1 = _matvec(st, w, 0, l, Pl, Ql, h)
+        xl = y1 / sqn
+        y2, hist2 = _matvec(st, w, 1, l, Pl, Ql, phi(xl))
+        hn = h + (b / sqn) * y2
+        fx = hist1 / sqn
+        fdh = (b / (sqn * tau)) * hist2
+    return hn, xl, fx, fdh
+
+
+def _forward(st: _SimStatic, w, U, P, Q, x):
+    """x: (B, d).  Returns z_0, h_0, h_L (B, n) and the per-layer stash."""
+    phi = st.net.activation.fn
+    sqd = _scales(st)[4]
+    z0 = x @ U.T / sqd
+    h0 = phi(z0) if st.net.block == "post" else z0
+
+    def layer(h, xs):
+        l, Pl, Ql = xs
+        hn, xl, fx, fdh = _block_forward(st, w, h, l, Pl, Ql)
+        rms = lambda a: jnp.sqrt(jnp.mean(a**2, axis=-1))  # noqa: E731
+        return hn, (h, xl, rms(fx), rms(fdh))
+
+    layers = jnp.arange(st.net.depth)
+    hL, (hprev, xls, fxs, fdhs) = jax.lax.scan(layer, h0, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1)))
+    return z0, h0, hL, hprev, xls, fxs, fdhs
+
+
+def _block_backward(st: _SimStatic, w, dh, l, Pl, Ql, h, xl):
+    """One block backwards: (∂f/∂h_{ℓ-1}, the output gradients dys and inputs us of its matrices)."""
+    phi, dphi, block = st.net.activation.fn, st.net.activation.deriv, st.net.block
+    b, _, sqn, _, _ = _scales(st)
+    if block == "pre":
+        dy = (b / sqn) * dh
+        u = phi(h)
+        dhp = dh + dphi(h) * _rmatvec(st, w, 0, l, Pl, Ql, dy)
+        dys, us = (dy,), (u,)
+    elif block == "post":
+        dy = (b / sqn) * dphi(xl) * dh
+        dhp = dh + _rmatvec(st, w, 0, l, Pl, Ql, dy)
+        dys, us = (dy,), (h,)
+    else:
+        dy2 = (b / sqn) * dh
+        dx = dphi(xl) * _rmatvec(st, w, 1, l, Pl, Ql, dy2)
+        dy1 = dx / sqn
+        dhp = dh + _rmatvec(st, w, 0, l, Pl, Ql, dy1)
+        dys, us = (dy1, dy2), (h, phi(xl))
+    return dhp, jnp.stack(dys), jnp.stack(us)
+
+
+def _backward(st: _SimStatic, w, v, P, Q, z0, hL, hprev, xls):
+    """The hand-written backward pass: (∂f/∂z_0, ∂f/∂h_0, ∂f/∂h_ℓ (L, B, n), dys (L, F, B, n), us)."""
+    s_out = _scales(st)[3]
+    dhL = jnp.broadcast_to(s_out * v, hL.shape)
+
+    def layer(dh, xs):
+        l, Pl, Ql, h, xl = xs
+        dhp, dys, us = _block_backward(st, w, dh, l, Pl, Ql, h, xl)
+        return dhp, (dh, dys, us)
+
+    layers = jnp.arange(st.net.depth)
+    dh0, (dhs, dys, us) = jax.lax.scan(layer, dhL, (layers, P.swapaxes(0, 1), Q.swapaxes(0, 1), hprev, xls),
+                                       reverse=True)
+    dz0 = st.net.activation.deriv(z0) * dh0 if st.net.block == "post" else dh0
+    return dz0, dh0, dhs, dys, us  # dhs[l] = ∂f/∂h_{l+1}
+
+
+def _step(st: _SimStatic, w, k, carry, Xs, Ys, Xt, rates):
+    """SGD step k: returns ((U, v, P, Q), buffers) with this step's outputs recorded."""
+    # rates = (η_input, η_output, η_family_0[, η_family_1]): traced, so a learning-rate sweep
+    # reuses one compilation
+    lr_in, lr_out, lrs = rates[0], rates[1], rates[2:]
+    batch, dtype = st.batch, st.dtype
+    s_out, sqd = _scales(st)[3], _scales(st)[4]
+    (U, v, P, Q), buf = carry
+    x, y = Xs[k], Ys[k]
+    z0, h0, hL, hprev, xls, fxs, fdhs = _forward(st, w, U, P, Q, x)
+    f = s_out * (hL @ v)
+    lp = loss_grad(st.net.loss, f, y)
+    lval = loss_value(st.net.loss, f, y)
+    dz0, dh0, dhs, dys, us = _backward(st, w, v, P, Q, z0, hL, hprev, xls)
+    c = (lp / batch).astype(dtype)  # (B,)
+    U_new = U - lr_in * (c[:, None] * dz0).T @ x / sqd
+    v_new = v - lr_out * s_out * (c @ hL)
+    newP = -(lrs[None, :, None, None] * c[None, None, :, None]) * dys  # (L, F, B, n)
+    P_new = jax.lax.dynamic_update_slice(P, newP.swapaxes(0, 1), (0, 0, k * batch, 0))
+    Q_new = jax.lax.dynamic_update_slice(Q, us.swapaxes(0, 1), (0, 0, k * batch, 0))
+    out = {"f": f, "loss": lval}
+    if st.n_test:
+        _, _, hLt, *_ = _forward(st, w, U, P, Q, Xt)  # weights before this step's update
+        out["ftest"] = s_out * (hLt @ v)
+    if "features" in st.record:
+        out["h"] = jnp.concatenate([hprev, hL[None]], axis=0).swapaxes(0, 1)  # (B, L+1, n)
+    if "grads" in st.record:
+        g = jnp.concatenate([dh0[None], dhs], axis=0) / s_out
+        out["g"] = g.swapaxes(0, 1)
+    if "frozen" in st.record:
+        out["fx"] = fxs.T  # (B, L)
+        out["fdh"] = fdhs.T
+    buf = {name: jax.lax.dynamic_update_index_in_dim(buf[name], out[name].astype(dtype), k, 0) for name in buf}
+    return (U_new, v_new, P_new, Q_new), buf
+
+
+def _advance(st: _SimStatic, carry, s0, s1, seed_key, Xs, Ys, Xt, rates):
+    """SGD steps s0..s1-1 on Xs (steps, B, d), Ys (steps, B) from ``carry``, with a ``fori_loop``
+    whose bounds are traced: one compiled program serves every split of the run, so any split
+    (e.g. a checkpoint after step k, then a resume) gives bit-identical results."""
+    _, _, k_w, k_wt = _keys_of(st, seed_key)
+    state, buf = carry
+    W0 = state.get("W0")
+    w = (W0, state.get("Wt0", W0), k_w, k_wt)
+    loop = ((state["U"], state["v"], state["P"], state["Q"]), buf)
+    (U, v, P, Q), buf = jax.lax.fori_loop(s0, s1, lambda k, c: _step(st, w, k, c, Xs, Ys, Xt, rates), loop)
+    return dict(state, U=U, v=v, P=P, Q=Q), buf
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_run(net, backward, batch, steps, n_test, record, dtype, dense, same_backward_key):
-    """Jitted, seed-vmapped (init, weights, advance) per problem description (repeat calls reuse
-    them).  ``advance(carry, s0, s1, keys, Xs, Ys, Xt, rates)`` donates its carry."""
-    init, weights, advance = _build_run(
-        net, backward=backward, batch=batch, steps=steps, n_test=n_test, record=record, dtype=dtype, dense=dense,
-        same_backward_key=same_backward_key,
-    )
-    return (
-        jax.jit(jax.vmap(init)),
-        jax.jit(jax.vmap(weights)),
-        jax.jit(jax.vmap(advance, in_axes=(0, None, None, 0, None, None, None, None)), donate_argnums=(0,)),
-    )
+def _compiled_run(st: _SimStatic):
+    """Jitted, seed-vmapped (init, weights, advance, advance_donating) per problem description
+    (repeat calls reuse them).  ``advance(carry, s0, s1, keys, Xs, Ys, Xt, rates)``; the last one
+    donates its carry."""
+    adv = jax.vmap(functools.partial(_advance, st), in_axes=(0, None, None, 0, None, None, None, None))
+    return (jax.jit(jax.vmap(functools.partial(_init, st))), jax.jit(jax.vmap(functools.partial(_weights, st))),
+            jax.jit(adv), jax.jit(adv, donate_argnums=(0,)))
 
 
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:
@@ -348,21 +381,6 @@ def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, 
         per_seed += H * (L + 1) * n
     per_seed += H * (2 + 2 * L) + steps * n_test
     return int(per_seed * seeds * item * 1.25)
-
-
-def _fingerprint(net, rates, *, backward, batch, steps, n_test, record, dtype, dense, same_key, seed, seeds,
-                 arrays) -> str:
-    """sha256 (32 hex digits) of everything that determines a simulation's numbers: a checkpoint
-    is only resumed by the run it was written by.  The devices are not part of it."""
-    h = hashlib.sha256()
-    ident = (repr(net.replace(lr=0.0)), np.asarray(rates, np.float64).tolist(), backward, batch, steps, n_test,
-             sorted(set(record)), jnp.dtype(dtype).name, bool(dense), bool(same_key), seed, seeds, _checkpoint.VERSION)
-    h.update(repr(ident).encode())
-    for a in arrays:
-        a = np.ascontiguousarray(a, np.float64)
-        h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -420,6 +438,202 @@ class _Checkpoint:
         state, buf = carry
         state.update(self.weights(self.keys))  # W^(0) (dense) from the same keys as at the start
         return step, (state, buf)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SimulationProblem(_driver.Problem):
+    """A validated simulation of ``seeds`` finite networks that runs in pieces (see
+    :mod:`nfd._driver`): ``init`` / ``advance`` / ``save`` / ``load`` / ``divergence`` / ``solution``.
+
+    Built by :func:`simulation_problem`; :func:`simulate_network` runs it with
+    :func:`nfd._driver.run`.  ``advance`` runs SGD steps with one compiled program whose loop
+    bounds are traced, so any split of the run gives bit-identical results.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> from nfd.finite import simulation_problem
+        >>> X = np.random.default_rng(0).normal(size=(6, 3)); Y = np.sin(X[:, 0])
+        >>> net = nfd.ResNet(depth=2, input_dim=3, width=16, activation="tanh", lr=0.5)
+        >>> prob = simulation_problem(net, X, Y, seeds=2)
+        >>> a = prob.solution(prob.advance(prob.advance(prob.init(), 2)))
+        >>> b = prob.solution(prob.advance(prob.init()))
+        >>> bool(np.array_equal(a.outputs, b.outputs))
+        True
+    """
+
+    network: ResNet
+    static: _SimStatic
+    seeds: int
+    keys: Any
+    args: tuple  # (Xs, Ys, Xt, rates) as jax arrays
+    mesh: Any
+    fingerprint: str
+    config: dict
+    describe: str
+    name = "[nfd.simulate]"
+
+    @property
+    def report_kw(self) -> dict:
+        return dict(what="simulate", quantity="output f", index_name="seed index",
+                    hint=f"try a smaller lr (lr={self.network.lr}) or a larger depth/width")
+
+    def _ckpt(self, path) -> "_Checkpoint":
+        init, weights, _, _ = _compiled_run(self.static)
+        net = self.network
+        return _Checkpoint(path=path, batch=self.static.batch, steps=self.steps, mesh=self.mesh, init=init,
+                           weights=weights, keys=self.keys, fingerprint=self.fingerprint,
+                           info=dict(width=net.width, depth=net.depth, seeds=self.seeds, steps=self.steps))
+
+    def init(self) -> _driver.State:
+        return _driver.State(0, _compiled_run(self.static)[0](self.keys), self.fingerprint)
+
+    def advance(self, state: _driver.State, steps: int | None = None, *, donate: bool = False) -> _driver.State:
+        """``steps`` more SGD steps (default: to the end); ``donate=True`` reuses the old state's memory."""
+        _driver.check_state(self, state)
+        n = _driver.check_steps(self, state, steps)
+        if n == 0:
+            return state
+        fn = _compiled_run(self.static)[3 if donate else 2]
+        s0 = jnp.asarray(state.step)  # the same (default) integer type for every call: one program
+        carry = fn(state.carry, s0, jnp.asarray(state.step + n, s0.dtype), self.keys, *self.args)
+        return _driver.State(state.step + n, carry, self.fingerprint)
+
+    def save(self, state: _driver.State, path) -> None:
+        _driver.check_state(self, state)
+        self._ckpt(path).save(state.step, state.carry)
+
+    def load(self, path) -> _driver.State:
+        step, carry = self._ckpt(path).load()
+        return _driver.State(step, carry, self.fingerprint)
+
+    def divergence(self, state: _driver.State):
+        """The first step (and seed index) with a non-finite output among those done, or ``None``."""
+        f = to_host(state.carry[1]["f"]).reshape(self.seeds, -1)
+        return find(f, batched=True, per_step=self.static.batch, upto=state.step * self.static.batch)
+
+    def solution(self, state: _driver.State, divergence=None) -> SimulationResult:
+        _driver.check_state(self, state)
+        if state.step != self.steps:
+            raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
+        net, seeds, K = self.network, self.seeds, self.steps * self.static.batch
+        outs = to_host(state.carry[1])
+        f = outs["f"].reshape(seeds, K)
+        if divergence is None:
+            divergence = find(f, batched=True, per_step=self.static.batch)
+
+        def resh(a):
+            return None if a is None else a.reshape((seeds, K) + a.shape[3:])
+
+        return SimulationResult(
+            outputs=f,
+            losses=outs["loss"].reshape(seeds, K),
+            test_outputs=outs.get("ftest"),
+            features=resh(outs.get("h")),
+            grads=resh(outs.get("g")),
+            frozen_x=resh(outs.get("fx")) if (net.block != "pre" and "fx" in outs) else None,
+            frozen_dh=resh(outs.get("fdh")),
+            network=net,
+            config=dict(self.config),
+            status=Status.of(divergence),
+        )
+
+
+def simulation_problem(
+    net: ResNet,
+    X,
+    Y,
+    *,
+    backward: str = "coupled",
+    seeds: int = 1,
+    seed: int = 0,
+    batch_size: int = 1,
+    X_test=None,
+    record: tuple[str, ...] = (),
+    dtype=jnp.float32,
+    weights: str = "auto",
+    max_memory: int | None = None,
+    devices=None,
+    _same_backward_key: bool = False,
+) -> SimulationProblem:
+    """Validate a simulation of ``net`` and check its memory; nothing is compiled or run.
+
+    See :func:`simulate_network` for the arguments (the run options ``checkpoint``,
+    ``checkpoint_every``, ``progress``, ``chunk_steps`` and ``on_divergence`` belong to the
+    driver, :func:`nfd._driver.run`).
+    """
+    if net.width is None:
+        raise ValueError("width: the finite simulator needs a finite width (got width=None)")
+    if backward not in ("coupled", "decoupled"):
+        raise ValueError(f"backward must be 'coupled' or 'decoupled', got {backward!r}")
+    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
+    if X.shape[1] != net.input_dim:
+        raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
+    X_test = check_test_inputs(X_test, net.input_dim)
+    seeds = check_seeds(seeds)
+    devs = resolve_devices(devices)
+    if devs is not None:
+        check_divisible(seeds, devs, "seeds")
+    if isinstance(record, str):
+        record = (record,)
+    bad = [r for r in record if r not in RECORDABLE]
+    if bad:
+        raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
+    if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
+        raise ValueError("record='frozen' is not available for this block")
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if weights not in ("auto", "dense", "regenerate"):
+        raise ValueError(f"weights must be 'auto', 'dense' or 'regenerate', got {weights!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+    K = X.shape[0]
+    B = batch_size
+    steps = K // B
+    n_test = 0 if X_test is None else X_test.shape[0]
+    F = _families(net.block)
+    dense_bytes = seeds * F * net.depth * net.width**2 * dtype.itemsize * (2 if backward == "decoupled" else 1)
+    dense = weights == "dense" or (weights == "auto" and dense_bytes <= 2**30)
+    est_kw = dict(steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, backward=backward)
+    est = estimate_memory(net, dense=dense, **est_kw)
+    D = 1 if devs is None else len(devs)  # seeds are split evenly over the devices
+    hint = f"width={net.width}, depth={net.depth}, steps={steps}, seeds={seeds}, weights={'dense' if dense else 'regenerate'}"
+    if dense and weights == "auto":
+        try:
+            check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
+        except MemoryError:
+            dense = False
+            est = estimate_memory(net, dense=False, **est_kw)
+    check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
+
+    # the learning rates enter as traced values, so the compiled run is keyed on the network
+    # without its lr (a sweep over η_c compiles once)
+    st = _SimStatic(net=net.replace(lr=0.0), backward=backward, batch=B, steps=steps, n_test=n_test,
+                    record=tuple(record), dtype=dtype, dense=dense, same_backward_key=bool(_same_backward_key))
+    rates_np = np.asarray([net.lr_input, net.lr_output]
+                          + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), np.float64)
+    base = jax.random.PRNGKey(seed)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    Xs_np = X.reshape(steps, B, -1)
+    Ys_np = Y.reshape(steps, B)
+    Xt_np = X_test if X_test is not None else np.zeros((1, net.input_dim))
+    mesh = None
+    if devs is not None:
+        mesh = make_mesh(devs, "seeds")
+        keys = shard_along(keys, mesh, 0, "seeds")
+    ident = (repr(st.net), rates_np.tolist(), backward, B, steps, n_test, sorted(set(record)), dtype.name, bool(dense),
+             bool(_same_backward_key), int(seed), seeds)
+    return SimulationProblem(
+        network=net, static=st, seeds=seeds, keys=keys,
+        args=tuple(jnp.asarray(a, dtype) for a in (Xs_np, Ys_np, Xt_np, rates_np)), mesh=mesh,
+        fingerprint=_checkpoint.fingerprint(ident, (Xs_np, Ys_np, Xt_np)),
+        config=dict(backward=backward, seeds=seeds, seed=seed, batch_size=B, dtype=str(dtype),
+                    weights="dense" if dense else "regenerate", record=tuple(record)),
+        describe=f"{hint}, est. memory {format_bytes(est)}",
+    )
 
 
 def simulate_network(
@@ -490,157 +704,16 @@ def simulate_network(
         >>> res.outputs.shape, bool(np.array_equal(res.outputs, again.outputs))
         ((2, 8), True)
     """
-    if net.width is None:
-        raise ValueError("width: the finite simulator needs a finite width (got width=None)")
-    if backward not in ("coupled", "decoupled"):
-        raise ValueError(f"backward must be 'coupled' or 'decoupled', got {backward!r}")
-    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
-    if X.shape[1] != net.input_dim:
-        raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
-    X_test = check_test_inputs(X_test, net.input_dim)
-    seeds = check_seeds(seeds)
-    devs = resolve_devices(devices)
-    if devs is not None:
-        check_divisible(seeds, devs, "seeds")
-    if isinstance(record, str):
-        record = (record,)
-    bad = [r for r in record if r not in RECORDABLE]
-    if bad:
-        raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
-    if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
-        raise ValueError("record='frozen' is not available for this block")
-    dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if weights not in ("auto", "dense", "regenerate"):
-        raise ValueError(f"weights must be 'auto', 'dense' or 'regenerate', got {weights!r}")
-    if on_divergence not in ("raise", "return"):
-        raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_policy(on_divergence)
     checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
-
-    K = X.shape[0]
-    B = batch_size
-    steps = K // B
-    n_test = 0 if X_test is None else X_test.shape[0]
-    F = _families(net.block)
-    dense_bytes = seeds * F * net.depth * net.width**2 * dtype.itemsize * (2 if backward == "decoupled" else 1)
-    dense = weights == "dense" or (weights == "auto" and dense_bytes <= 2**30)
-    est = estimate_memory(
-        net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=dense, backward=backward
-    )
-    D = 1 if devs is None else len(devs)  # seeds are split evenly over the devices
-    hint = f"width={net.width}, depth={net.depth}, steps={steps}, seeds={seeds}, weights={'dense' if dense else 'regenerate'}"
-    if dense and weights == "auto":
-        try:
-            check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
-        except MemoryError:
-            dense = False
-            est = estimate_memory(
-                net, steps=steps, batch=B, seeds=seeds, n_test=n_test, record=record, dtype=dtype, dense=False, backward=backward
-            )
-    check_device_memory(est, est // D, devices=devs, what="simulate", hint=hint, limit_bytes=max_memory)
-
     if chunk_steps is not None and (isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer))
                                     or chunk_steps < 1):
         raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
-    C = steps if chunk_steps is None else int(chunk_steps)
-    if progress and chunk_steps is None:
-        C = max(1, math.ceil(steps / 10))
-    E = None if checkpoint_every is None else int(checkpoint_every)
-    # the learning rates enter as traced values, so the compiled run is keyed on the network
-    # without its lr (a sweep over η_c compiles once)
-    init, weights_fn, advance = _compiled_run(net.replace(lr=0.0), backward, B, steps, n_test, tuple(record), dtype,
-                                              dense, _same_backward_key)
-    rates_np = np.asarray([net.lr_input, net.lr_output]
-                          + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), np.float64)
-    rates = jnp.asarray(rates_np, dtype)
-    base = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
-    Xs_np = X.reshape(steps, B, -1)
-    Ys_np = Y.reshape(steps, B)
-    Xt_np = X_test if X_test is not None else np.zeros((1, net.input_dim))
-    Xs, Ys, Xt = (jnp.asarray(a, dtype) for a in (Xs_np, Ys_np, Xt_np))
-    mesh = None
-    if devs is not None:
-        mesh = make_mesh(devs, "seeds")
-        keys = shard_along(keys, mesh, 0, "seeds")
-    ckpt = None
-    if checkpoint is not None:
-        ckpt = _Checkpoint(
-            path=os.fspath(checkpoint), batch=B, steps=steps, mesh=mesh, init=init, weights=weights_fn, keys=keys,
-            fingerprint=_fingerprint(net, rates_np, backward=backward, batch=B, steps=steps, n_test=n_test,
-                                     record=record, dtype=dtype, dense=dense, same_key=_same_backward_key,
-                                     seed=int(seed), seeds=seeds, arrays=(Xs_np, Ys_np, Xt_np)),
-            info=dict(width=net.width, depth=net.depth, seeds=seeds, steps=steps),
-        )
-
-    def check_div(f, upto):
-        f = f.reshape(seeds, -1)[:, : upto * B]
-        bad = ~np.isfinite(f)
-        if not bad.any():
-            return
-        s_idx, k_idx = np.nonzero(bad)
-        first = int(np.argmin(k_idx))
-        step, sd = int(k_idx[first]) // B, int(s_idx[first])
-        msg = (
-            f"simulate diverged: the output f became non-finite at step {step} (seed index {sd}); "
-            f"try a smaller lr (lr={net.lr}) or a larger depth/width"
-        )
-        if on_divergence == "raise":
-            raise DivergenceError(msg, step=step, seed=sd, quantity="output f")
-        print("[nfd.simulate] warning: " + msg, file=sys.stderr)
-
-    t0 = time.perf_counter()
-    if ckpt is not None and os.path.exists(ckpt.path):
-        done, carry = ckpt.load()
-        if progress:
-            print(f"[nfd.simulate] resuming from {ckpt.path} at step {done}/{steps}", file=sys.stderr, flush=True)
-    else:
-        if progress:
-            print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
-        done, carry = 0, init(keys)
-    step = done
-    while step < steps:
-        # the run stops at multiples of C (progress, chunk_steps) and of E (checkpoints)
-        nxt = min(steps, (step // C + 1) * C, steps if E is None else (step // E + 1) * E)
-        s0 = jnp.asarray(step)  # the same (default) integer type for every call: one program
-        carry = advance(carry, s0, jnp.asarray(nxt, s0.dtype), keys, Xs, Ys, Xt, rates)
-        step = nxt
-        if step < steps and on_divergence == "raise":
-            check_div(to_host(carry[1]["f"]), step)  # before a diverged state is saved
-        if ckpt is not None and (E is None or step % E == 0 or step == steps):
-            ckpt.save(step, carry)
-        if progress:
-            el = time.perf_counter() - t0
-            print(f"[nfd.simulate] step {step}/{steps} ({el:.1f}s elapsed)", file=sys.stderr, flush=True)
-    outs = to_host(carry[1])
-    del carry
-
-    f = outs["f"].reshape(seeds, K)
-    losses = outs["loss"].reshape(seeds, K)
-    check_div(f, steps)
-
-    def resh(a):
-        return None if a is None else a.reshape((seeds, K) + a.shape[3:])
-
-    return SimulationResult(
-        outputs=f,
-        losses=losses,
-        test_outputs=outs.get("ftest"),
-        features=resh(outs.get("h")),
-        grads=resh(outs.get("g")),
-        frozen_x=resh(outs.get("fx")) if (net.block != "pre" and "fx" in outs) else None,
-        frozen_dh=resh(outs.get("fdh")),
-        network=net,
-        config=dict(
-            backward=backward, seeds=seeds, seed=seed, batch_size=B, dtype=str(dtype),
-            weights="dense" if dense else "regenerate", record=tuple(record),
-        ),
-    )
+    prob = simulation_problem(net, X, Y, backward=backward, seeds=seeds, seed=seed, batch_size=batch_size,
+                              X_test=X_test, record=record, dtype=dtype, weights=weights, max_memory=max_memory,
+                              devices=devices, _same_backward_key=_same_backward_key)
+    return _driver.run(prob, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                       on_divergence=on_divergence, chunk_steps=chunk_steps)
 
 
 def simulate(

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DivergenceError
+from .._divergence import Divergence, report
 from .._model import ResNet
 from ._common import (
     check_activation,
@@ -174,7 +174,7 @@ def lazy_kernels(
         out = _lazy_layers(X, X2_, Tj, jnp.asarray(depth, jnp.int32), act=act)
     out = [np.asarray(o) for o in out]
     if not all(np.all(np.isfinite(o)) for o in out):
-        raise DivergenceError("lazy_kernels: a kernel became non-finite", step=0, quantity="NTK")
+        report(Divergence(step=None), what="lazy_kernels", quantity="NTK")
     if sym:
         out = [0.5 * (o + o.T) for o in out]
     H, Kin, Khid, G0 = out
@@ -366,10 +366,6 @@ def lazy_dynamics(
             )
     if not (np.all(np.isfinite(mean)) and np.all(np.abs(mean) < 1e300)):
         bad = int(np.argmax(~np.all(np.isfinite(mean), axis=1)))
-        raise DivergenceError(
-            f"lazy_dynamics diverged at step {int(times[bad])}: lr={lr} exceeds 2B/λ_max(K) "
-            f"= {2 * B / np.linalg.eigvalsh(K)[-1]:.4g}",
-            step=int(times[bad]),
-            quantity="lazy predictor",
-        )
+        report(Divergence(step=int(times[bad])), what="lazy_dynamics", quantity="lazy predictor",
+               hint=f"lr={lr} exceeds 2B/λ_max(K) = {2 * B / np.linalg.eigvalsh(K)[-1]:.4g}")
     return dataclasses.replace(dyn, mean=mean, var=var, test_mean=test_mean, test_var=test_var)

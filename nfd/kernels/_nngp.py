@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DivergenceError
+from .._divergence import Divergence, report
 from ._common import (
     check_activation,
     check_depth,
@@ -81,11 +81,8 @@ def _solve_layers(X, X2, T, depth, *, act):
 def _finish(C, what):
     C = np.asarray(C)
     if not np.all(np.isfinite(C)):
-        raise DivergenceError(
-            f"{what}: the kernel became non-finite (the activation grows too fast for this T)",
-            step=0,
-            quantity="NNGP kernel",
-        )
+        report(Divergence(step=None), what=what, quantity="NNGP kernel",
+               hint="the activation grows too fast for this T")
     return C
 
 

@@ -41,7 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DivergenceError
+from .._divergence import find, report
+from .._results import result
 from .._losses import loss_grad
 from .._memory import check_memory
 from .._model import ResNet
@@ -50,7 +51,7 @@ from .._validate import check_data
 __all__ = ["GammaCResult", "solve_gamma_c", "gamma_c_network", "estimate_gamma_c_memory"]
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class GammaCResult:
     """Infinite-width limit of a linear ResNet trained by SGD (numpy arrays).
 
@@ -284,13 +285,7 @@ def _run(X, Y, *, K, L, G, tau, eta_u, eta_w, eta_v, loss):
 
 def _finish(f, chi, feat, grad, gamma, net, config, return_gamma):
     f = np.asarray(f)
-    bad = ~np.isfinite(f)
-    if bad.any():
-        step = int(np.argmax(bad))
-        raise DivergenceError(
-            f"Γ/C recursion diverged: f̊ became non-finite at step {step}; try a smaller lr (lr={net.lr})",
-            step=step, quantity="output f",
-        )
+    report(find(f), what="Γ/C recursion", quantity="output f̊", hint=f"try a smaller lr (lr={net.lr})")
     feat = np.asarray(feat)
     grad = np.asarray(grad)
     chi = np.asarray(chi)

@@ -50,8 +50,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
-import time
 import warnings
 from typing import Any
 
@@ -61,27 +59,42 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jax.sharding import NamedSharding, PartitionSpec
 
-from .._errors import DivergenceError, SingularCovarianceError
+from .._errors import SingularCovarianceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
-from .. import _checkpoint
+from .. import _checkpoint, _driver
+from .._divergence import check_policy, find
+from .._results import Status, result
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, to_host
 from .._validate import check_data, check_test_inputs
 
 __all__ = ["solve_particles", "solve_particles_network", "particle_problem", "ParticleProblem", "ParticleState",
-           "ParticleSolution", "estimate_particle_memory", "BACKWARDS"]
+           "ParticleSolution", "estimate_particle_memory", "BACKWARDS", "DEFAULT_BACKWARD", "default_singular_tol"]
 
 BACKWARDS = ("gia", "exact")
+# The limit of what nfd.simulate builds by default (ordinary, coupled networks); "gia" is the
+# published NFD (the limit of decoupled networks).
+DEFAULT_BACKWARD = "exact"
+
+
+def default_singular_tol(dtype) -> float:
+    """The default ``singular_tol`` of a particle solve in ``dtype`` (the one place it is set).
+
+    ≈100× the roundoff level of a Schur complement computed from particle Gram matrices
+    (measured: −1e-6 relative in float32); ill-conditioned Θ_L (g^(k)_L = v − Σ c_i h^(i)_L with
+    small c_i) otherwise amplifies roundoff until float32 runs diverge.
+    """
+    return 1e-4 if jnp.dtype(dtype) == jnp.float32 else 1e-10
 
 # Pivot of a dropped (singular) direction in the stored, solve-ready Cholesky factor: large
 # enough that a triangular solve gives ~0 for that component, small enough never to overflow.
 _BIG = 1e30
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class ParticleSolution:
-    """What :func:`solve_particles` returns (numpy arrays).
+    """What :func:`solve_particles` returns (numpy arrays; a JAX pytree, see :func:`nfd._results.result`).
 
     Attributes:
         outputs: (K,) f̂^(k) = E[g^(k)_L h^(k)_L], the output on sample k before update k.
@@ -99,6 +112,7 @@ class ParticleSolution:
         grads: (K, L+1, P) particle paths g^(k)_ℓ if ``record_paths``, else ``None``.
         network: the :class:`~nfd.ResNet` (width ``None``) that was solved.
         config: the remaining arguments (particles, backward, seed, batch_size, dtype, ...).
+        status: :class:`~nfd.Status`: divergence (step, or ``None``) and dropped pivots.
     """
 
     outputs: np.ndarray
@@ -115,6 +129,7 @@ class ParticleSolution:
     grads: np.ndarray | None
     network: ResNet
     config: dict
+    status: Status = Status()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,255 +227,305 @@ def _condition_each(Lsolve, past_cross, var):
 _PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp")
 
 
+# ---- the compiled program: module-level functions of the frozen static description ----------
+# 16-bit histories live in uint16 containers holding their bit patterns: updating a slice of a
+# bfloat16/float16 array makes XLA's CPU backend widen the whole array to float32 (float
+# normalisation), which would undo the saving; integer slices are updated in place.
+
+
+def _sdt(st: _Static):
+    """dtype of the stored particle histories."""
+    return jnp.dtype(st.storage) if st.storage is not None else jnp.dtype(st.dtype)
+
+
+def _cdt(st: _Static):
+    """dtype of the containers of the histories (uint16 bit patterns for 16-bit storage)."""
+    sdt = _sdt(st)
+    return jnp.dtype(jnp.uint16) if sdt.itemsize == 2 else sdt
+
+
+def _pack(st: _Static, x):
+    sdt, cdt = _sdt(st), _cdt(st)
+    x = x.astype(sdt)
+    return jax.lax.bitcast_convert_type(x, cdt) if cdt != sdt else x
+
+
+def _unpack(st: _Static, x):
+    sdt, cdt = _sdt(st), _cdt(st)
+    x = jax.lax.bitcast_convert_type(x, sdt) if cdt != sdt else x
+    return x.astype(st.dtype)
+
+
+def _rnd(st: _Static, x):
+    """x as it will be stored.  Kernels are Gram matrices of stored vectors only (new rows
+    included), so with a narrow ``storage`` Σ and Θ stay exactly consistent (positive
+    semidefinite, with true small pivots) instead of mixing rounded and unrounded vectors."""
+    return _unpack(st, _pack(st, x)) if _sdt(st) != jnp.dtype(st.dtype) else x
+
+
+def _pc(st: _Static, x, axis=-1):
+    """Shard ``axis`` (the particle axis) of x over the mesh; identity without one."""
+    if st.mesh is None:
+        return x
+    spec = [None] * x.ndim
+    spec[axis] = "particles"
+    return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec(*spec)))
+
+
+def _rep(st: _Static, x):
+    if st.mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec()))
+
+
+def _normals(st: _Static, k, l, s, rows):
+    """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
+    finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths.
+    A pure function of (key, l, s): threefry is counter-based, so the same numbers come back
+    when they are regenerated instead of stored, and on any number of devices."""
+    m, P, dtype = st.refine, st.P, st.dtype
+    ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
+    z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
+    z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
+    if st.noise == "store" and _sdt(st) != jnp.dtype(dtype):
+        z = z.astype(_sdt(st)).astype(dtype)  # stored normals are what later steps see: use them now too
+    return z
+
+
+def _consts(st: _Static, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+    k_u, k_v, k_fwd, k_bwd, k_test = jax.random.split(key, 5)
+    return dict(
+        U=_pc(st, jax.random.normal(k_u, (st.P, st.d), st.dtype), 0),
+        v=_pc(st, jax.random.normal(k_v, (st.P,), st.dtype), 0),
+        k_fwd=k_fwd, k_bwd=k_bwd, k_test=k_test, Xflat=Xs.reshape(st.steps * st.B, st.d), Xs=Xs, Ys=Ys, Xt=Xt,
+        eta_in=rates[0], eta_hid=rates[1], eta_out=rates[2], sqrt_tau=sqrt_tau, tau=sqrt_tau * sqrt_tau, tol=tol,
+    )
+
+
+def _init_state(st: _Static):
+    L, P, H, dtype = st.L, st.P, st.steps * st.B, st.dtype
+    eyeH = jnp.eye(H, dtype=dtype)
+    z = lambda *shape: _pc(st, jnp.zeros(shape, _cdt(st)))  # noqa: E731
+    state = dict(
+        Phi=z(L, H, P),  # φ(h^(i)_{ℓ-1}), ℓ = 1..L
+        G=z(L + 1, H, P),  # g^(i)_ℓ, ℓ = 0..L
+        hL=z(H, P),  # h^(i)_L
+        LS=_rep(st, jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Σ_{ℓ-1})
+        LT=_rep(st, jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Θ_ℓ)
+        Sig=_rep(st, jnp.zeros((L, H, H), dtype)),  # rows of Σ (lower triangle incl. diagonal)
+        The=_rep(st, jnp.zeros((L, H, H), dtype)),
+        c=_rep(st, jnp.zeros((H,), dtype)),  # ℓ'_i / B
+    )
+    if st.noise == "store":
+        state["Xi"] = z(L, H, P)  # forward normals of W_ℓ
+        state["Xit"] = z(L, H, P)  # backward normals of W_ℓᵀ
+    if st.record_paths:
+        state["Hp"] = z(L + 1, H, P)
+    return state
+
+
+def _init_outs(st: _Static):
+    steps, B, L, dtype = st.steps, st.B, st.L, st.dtype
+    o = dict(f=jnp.zeros((steps, B), dtype), loss=jnp.zeros((steps, B), dtype),
+             fratio=jnp.zeros((steps, L), dtype), bratio=jnp.zeros((steps, L), dtype),
+             fdrop=jnp.zeros((steps,), jnp.int32), bdrop=jnp.zeros((steps,), jnp.int32))
+    if st.N:
+        o["ftest"] = jnp.zeros((steps, st.N), dtype)
+    return {k: _rep(st, v) for k, v in o.items()}
+
+
+def _hist(st: _Static, state, name, l):
+    """Layer l of a stored history in the compute dtype."""
+    return _unpack(st, state[name][l])
+
+
+def _noise_left(st: _Static, state, name, key, l, s, AT):
+    """AT (R, H) @ ξ_l (H, P): rows of ξ of the samples of steps < s (later rows of AT are 0)."""
+    if st.noise == "store":
+        return AT @ _hist(st, state, name, l)
+    B = st.B
+
+    def body(j, acc):
+        return acc + jax.lax.dynamic_slice_in_dim(AT, j * B, B, axis=1) @ _normals(st, key, l, j, B)
+
+    return jax.lax.fori_loop(0, s, body, _pc(st, jnp.zeros((AT.shape[0], st.P), st.dtype)))
+
+
+def _noise_right(st: _Static, state, name, key, l, s, F):
+    """ξ_l (H, P) @ F.T (P, M) for the samples of steps < s (other rows 0)."""
+    if st.noise == "store":
+        return _hist(st, state, name, l) @ F.T
+    B = st.B
+
+    def body(j, acc):
+        return jax.lax.dynamic_update_slice_in_dim(acc, _normals(st, key, l, j, B) @ F.T, j * B, axis=0)
+
+    return jax.lax.fori_loop(0, s, body, jnp.zeros((st.steps * B, F.shape[0]), st.dtype))
+
+
+def _forward_pass(st: _Static, state, s, x, cs):
+    """The forward recursion ℓ = 1..L of step s (training samples and test inputs).
+
+    Returns (h_L (M, P), per-layer (φ(h) of the new samples, h_{ℓ-1}, new normals, Cholesky
+    rows, Σ rows, min pivot ratio, dropped pivots), the new rows of the state)."""
+    phi, B, N, d, P = st.activation.fn, st.B, st.N, st.d, st.P
+    sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
+    start = s * B
+    c = state["c"]  # zero for samples of this and later steps
+    xin = jnp.concatenate([x, cs["Xt"]], axis=0) if N else x  # (M, d)
+    # ---- input layer ------------------------------------------------------------
+    xg = cs["Xflat"] @ xin.T / d  # (H, M)
+    h0 = _pc(st, xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ _hist(st, state, "G", 0))
+
+    def fwd(h, l):
+        u = _rnd(st, phi(h))  # (M, P)
+        r = _hist(st, state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
+        snn = u[:B] @ u[:B].T / P
+        xi_new = _normals(st, cs["k_fwd"], l, s, B)
+        A, D, rows_solve, ratio, dropped = _grow(state["LS"][l], r[:, :B], snn, start, tol)
+        zeta = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, A.T) + D @ xi_new
+        if N:
+            xi_t = _normals(st, cs["k_test"], l, s, N)
+            At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
+            zeta_t = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
+            zeta = jnp.concatenate([zeta, zeta_t], axis=0)
+        coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
+        if st.exact:
+            # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
+            Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+            coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+        hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+        sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
+        out = (u[:B], h[:B], xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
+        return hn, out
+
+    hLn, (u_new, hprev, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(st.L))
+    new = dict(
+        Phi=jax.lax.dynamic_update_slice(state["Phi"], _pack(st, u_new), (0, start, 0)),
+        LS=jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0)),
+        Sig=jax.lax.dynamic_update_slice(state["Sig"], Sig_rows, (0, start, 0)),
+    )
+    if st.noise == "store":
+        new["Xi"] = jax.lax.dynamic_update_slice(state["Xi"], _pack(st, xi_new), (0, start, 0))
+    return hLn, hprev, xi_new, fratio, fdrop, new
+
+
+def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
+    """The backward recursion ℓ = L..1 of step s (training samples only).
+
+    Returns (g_0 (B, P), per-layer g_ℓ, new normals ξ̃, Cholesky rows, Θ rows, min pivot ratio,
+    dropped pivots)."""
+    dphi, B, P = st.activation.deriv, st.B, st.P
+    sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
+    start = s * B
+    c = state["c"]
+
+    def bwd(g, xs_l):
+        l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
+        gs = _rnd(st, g)
+        tr = _hist(st, state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
+        tnn = gs @ gs.T / P
+        xit_new = _normals(st, cs["k_bwd"], l, s, B)
+        A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
+        zt = _noise_left(st, state, "Xit", cs["k_bwd"], l, s, A.T) + D @ xit_new
+        coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
+        if st.exact:
+            # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
+            if st.noise == "store":
+                Ef = _hist(st, new, "Xi", l) @ g.T / P  # (H, B), includes this step's rows
+            else:
+                Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, g)
+                Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ g.T, start, axis=0) / P
+            es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
+            coef = coef + sqrt_tau * es.T
+        gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
+        the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
+        return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped))
+
+    gLB = _pc(st, jnp.broadcast_to(gL, (B, P)))
+    return jax.lax.scan(bwd, gLB, (jnp.arange(st.L), hprev, xi_new), reverse=True)
+
+
+def _step(st: _Static, state, s, x, y, cs):
+    """One SGD step s (samples s·B..s·B+B-1): returns the new state and this step's outputs."""
+    B, dtype = st.B, st.dtype
+    start = s * B
+    c = state["c"]
+    hLn, hprev, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
+
+    # ---- output ------------------------------------------------------------------
+    gL = cs["v"] - cs["eta_out"] * (c @ _unpack(st, state["hL"]))  # (P,)
+    f_all = hLn @ gL / st.P  # (M,)
+    f = f_all[:B]
+    lp = loss_grad(st.loss, f, y)
+    lval = loss_value(st.loss, f, y)
+
+    g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop) = _backward_pass(st, state, new, s, gL, hprev, xi_new,
+                                                                              cs)
+    G_new = jnp.concatenate([g0[None], g_new], axis=0)  # (L+1, B, P)
+    new.update(
+        G=jax.lax.dynamic_update_slice(state["G"], _pack(st, G_new), (0, start, 0)),
+        hL=jax.lax.dynamic_update_slice(state["hL"], _pack(st, hLn[:B]), (start, 0)),
+        LT=jax.lax.dynamic_update_slice(state["LT"], LT_rows, (0, start, 0)),
+        The=jax.lax.dynamic_update_slice(state["The"], The_rows, (0, start, 0)),
+        c=jax.lax.dynamic_update_slice(c, (lp / B).astype(dtype), (start,)),
+    )
+    if st.noise == "store":
+        new["Xit"] = jax.lax.dynamic_update_slice(state["Xit"], _pack(st, xit_new), (0, start, 0))
+    if st.record_paths:
+        Hn = jnp.concatenate([hprev, hLn[None, :B]], axis=0)
+        new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], _pack(st, Hn), (0, start, 0))
+    new = {k: (_pc(st, v) if k in _PARTICLE_KEYS else v) for k, v in new.items()}
+    out = dict(f=f, loss=lval, fratio=fratio, bratio=bratio, fdrop=jnp.sum(fdrop).astype(jnp.int32),
+               bdrop=jnp.sum(bdrop).astype(jnp.int32))
+    if st.N:
+        out["ftest"] = f_all[B:]
+    return new, out
+
+
+def _run(st: _Static, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+    """The whole run as one scan (differentiable; used by :meth:`ParticleProblem.loss_fn`)."""
+    TRACE_COUNT[0] += 1
+    cs = _consts(st, key, Xs, Ys, Xt, rates, sqrt_tau, tol)
+    state, outs = jax.lax.scan(lambda S, xs: _step(st, S, xs[0], xs[1], xs[2], cs), _init_state(st),
+                               (jnp.arange(st.steps), Xs, Ys))
+    res = dict(outs=outs, Sig=state["Sig"], The=state["The"])
+    if st.record_paths:
+        res["Hp"] = state["Hp"]
+        res["G"] = state["G"]
+    return res
+
+
+def _advance(st: _Static, carry, s0, s1, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
+    """Steps s0..s1-1 from the carry (state, outputs) after step s0 (traced bounds: one
+    program serves every split of the run, which makes resuming bit-identical)."""
+    TRACE_COUNT[0] += 1
+    cs = _consts(st, key, Xs, Ys, Xt, rates, sqrt_tau, tol)
+
+    def body(s, carry):
+        state, buf = carry
+        state, out = _step(st, state, s, Xs[s], Ys[s], cs)
+        buf = {k: jax.lax.dynamic_update_index_in_dim(buf[k], out[k].astype(buf[k].dtype), s, 0) for k in buf}
+        return state, buf
+
+    return jax.lax.fori_loop(s0, s1, body, carry)
+
+
 class _Program:
-    """The compiled pieces of one problem size (see :func:`_build`)."""
+    """The compiled pieces of one problem size: ``run`` (the whole run, one scan), ``init``,
+    ``advance`` and ``advance_donating`` (steps s0..s1-1 with traced bounds)."""
 
     def __init__(self, st: _Static):
         self.st = st
-        P, L, d, steps, B, N = st.P, st.L, st.d, st.steps, st.B, st.N
-        self.H = H = steps * B
-        dtype = st.dtype
-        self.sdt = sdt = jnp.dtype(st.storage) if st.storage is not None else jnp.dtype(dtype)
-        self.round_noise = st.noise == "store" and sdt != jnp.dtype(dtype)
-        # 16-bit histories live in uint16 containers holding their bit patterns: updating a slice
-        # of a bfloat16/float16 array makes XLA's CPU backend widen the whole array to float32
-        # (float normalisation), which would undo the saving; integer slices are updated in place.
-        self.cdt = cdt = jnp.dtype(jnp.uint16) if sdt.itemsize == 2 else sdt
-
-        def pack(x):
-            x = x.astype(sdt)
-            return jax.lax.bitcast_convert_type(x, cdt) if cdt != sdt else x
-
-        def unpack(x):
-            x = jax.lax.bitcast_convert_type(x, sdt) if cdt != sdt else x
-            return x.astype(dtype)
-
-        def rnd(x):
-            """x as it will be stored.  Kernels are Gram matrices of stored vectors only (new rows
-            included), so with a narrow ``storage`` Σ and Θ stay exactly consistent (positive
-            semidefinite, with true small pivots) instead of mixing rounded and unrounded vectors."""
-            return unpack(pack(x)) if sdt != jnp.dtype(dtype) else x
-
-        self.pack, self.unpack = pack, unpack
-        m = st.refine
-
-        def pc(x, axis=-1):
-            """Shard ``axis`` (the particle axis) of x over the mesh; identity without one."""
-            if st.mesh is None:
-                return x
-            spec = [None] * x.ndim
-            spec[axis] = "particles"
-            return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec(*spec)))
-
-        def rep(x):
-            if st.mesh is None:
-                return x
-            return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec()))
-
-        self.pc = pc
-
-        def normals(k, l, s, rows):
-            """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
-            finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths.
-            A pure function of (key, l, s): threefry is counter-based, so the same numbers come back
-            when they are regenerated instead of stored, and on any number of devices."""
-            ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
-            z = jax.vmap(lambda kk: pc(jax.random.normal(kk, (rows, P), dtype)))(ks)
-            z = pc(jnp.sum(z, axis=0) / math.sqrt(m))
-            if self.round_noise:  # stored normals are what later steps see: use the stored values now too
-                z = z.astype(sdt).astype(dtype)
-            return z
-
-        def consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
-            k_u, k_v, k_fwd, k_bwd, k_test = jax.random.split(key, 5)
-            return dict(
-                U=pc(jax.random.normal(k_u, (P, d), dtype), 0), v=pc(jax.random.normal(k_v, (P,), dtype), 0),
-                k_fwd=k_fwd, k_bwd=k_bwd, k_test=k_test, Xflat=Xs.reshape(H, d), Xs=Xs, Ys=Ys, Xt=Xt,
-                eta_in=rates[0], eta_hid=rates[1], eta_out=rates[2], sqrt_tau=sqrt_tau, tau=sqrt_tau * sqrt_tau,
-                tol=tol,
-            )
-
-        def init_state():
-            eyeH = jnp.eye(H, dtype=dtype)
-            z = lambda *shape: pc(jnp.zeros(shape, cdt))  # noqa: E731
-            state = dict(
-                Phi=z(L, H, P),  # φ(h^(i)_{ℓ-1}), ℓ = 1..L
-                G=z(L + 1, H, P),  # g^(i)_ℓ, ℓ = 0..L
-                hL=z(H, P),  # h^(i)_L
-                LS=rep(jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Σ_{ℓ-1})
-                LT=rep(jnp.broadcast_to(eyeH, (L, H, H))),  # solve-ready chol(Θ_ℓ)
-                Sig=rep(jnp.zeros((L, H, H), dtype)),  # rows of Σ (lower triangle incl. diagonal)
-                The=rep(jnp.zeros((L, H, H), dtype)),
-                c=rep(jnp.zeros((H,), dtype)),  # ℓ'_i / B
-            )
-            if st.noise == "store":
-                state["Xi"] = z(L, H, P)  # forward normals of W_ℓ
-                state["Xit"] = z(L, H, P)  # backward normals of W_ℓᵀ
-            if st.record_paths:
-                state["Hp"] = z(L + 1, H, P)
-            return state
-
-        def init_outs():
-            o = dict(f=jnp.zeros((steps, B), dtype), loss=jnp.zeros((steps, B), dtype),
-                     fratio=jnp.zeros((steps, L), dtype), bratio=jnp.zeros((steps, L), dtype),
-                     fdrop=jnp.zeros((steps,), jnp.int32), bdrop=jnp.zeros((steps,), jnp.int32))
-            if N:
-                o["ftest"] = jnp.zeros((steps, N), dtype)
-            return {k: rep(v) for k, v in o.items()}
-
-        def hist(state, name, l):
-            """Layer l of a stored history in the compute dtype."""
-            return self.unpack(state[name][l])
-
-        def noise_left(state, name, key, l, s, AT):
-            """AT (R, H) @ ξ_l (H, P): rows of ξ of the samples of steps < s (later rows of AT are 0)."""
-            if st.noise == "store":
-                return AT @ hist(state, name, l)
-
-            def body(j, acc):
-                return acc + jax.lax.dynamic_slice_in_dim(AT, j * B, B, axis=1) @ normals(key, l, j, B)
-
-            return jax.lax.fori_loop(0, s, body, pc(jnp.zeros((AT.shape[0], P), dtype)))
-
-        def noise_right(state, name, key, l, s, F):
-            """ξ_l (H, P) @ F.T (P, M) for the samples of steps < s (other rows 0)."""
-            if st.noise == "store":
-                return hist(state, name, l) @ F.T
-
-            def body(j, acc):
-                return jax.lax.dynamic_update_slice_in_dim(acc, normals(key, l, j, B) @ F.T, j * B, axis=0)
-
-            return jax.lax.fori_loop(0, s, body, jnp.zeros((H, F.shape[0]), dtype))
-
-        def step(state, s, x, y, cs):
-            """One SGD step s (samples s·B..s·B+B-1): returns the new state and this step's outputs."""
-            phi, dphi = st.activation.fn, st.activation.deriv
-            sqrt_tau, tau, tol = cs["sqrt_tau"], cs["tau"], cs["tol"]
-            eta_hid = cs["eta_hid"]
-            start = s * B
-            c = state["c"]  # zero for samples of this and later steps
-            xin = jnp.concatenate([x, cs["Xt"]], axis=0) if N else x  # (M, d)
-            # ---- input layer ------------------------------------------------------------
-            xg = cs["Xflat"] @ xin.T / d  # (H, M)
-            h0 = pc(xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ hist(state, "G", 0))
-
-            # ---- forward, ℓ = 1..L --------------------------------------------------------
-            def fwd(h, l):
-                u = rnd(phi(h))  # (M, P)
-                r = hist(state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
-                snn = u[:B] @ u[:B].T / P
-                xi_new = normals(cs["k_fwd"], l, s, B)
-                A, D, rows_solve, ratio, dropped = _grow(state["LS"][l], r[:, :B], snn, start, tol)
-                zeta = noise_left(state, "Xi", cs["k_fwd"], l, s, A.T) + D @ xi_new
-                if N:
-                    xi_t = normals(cs["k_test"], l, s, N)
-                    At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
-                    zeta_t = noise_left(state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
-                    zeta = jnp.concatenate([zeta, zeta_t], axis=0)
-                coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
-                if st.exact:
-                    # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
-                    Et = noise_right(state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
-                    coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
-                hn = pc(h + sqrt_tau * zeta + coef @ hist(state, "G", l + 1))
-                sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
-                out = (u[:B], h[:B], xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
-                return hn, out
-
-            hLn, (u_new, hprev, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(L))
-            new = dict(
-                Phi=jax.lax.dynamic_update_slice(state["Phi"], pack(u_new), (0, start, 0)),
-                LS=jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0)),
-                Sig=jax.lax.dynamic_update_slice(state["Sig"], Sig_rows, (0, start, 0)),
-            )
-            if st.noise == "store":
-                new["Xi"] = jax.lax.dynamic_update_slice(state["Xi"], pack(xi_new), (0, start, 0))
-
-            # ---- output ------------------------------------------------------------------
-            gL = cs["v"] - cs["eta_out"] * (c @ unpack(state["hL"]))  # (P,)
-            f_all = hLn @ gL / P  # (M,)
-            f = f_all[:B]
-            lp = loss_grad(st.loss, f, y)
-            lval = loss_value(st.loss, f, y)
-
-            # ---- backward, ℓ = L..1 (training paths only) ----------------------------------
-            def bwd(g, xs_l):
-                l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
-                gs = rnd(g)
-                tr = hist(state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
-                tnn = gs @ gs.T / P
-                xit_new = normals(cs["k_bwd"], l, s, B)
-                A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
-                zt = noise_left(state, "Xit", cs["k_bwd"], l, s, A.T) + D @ xit_new
-                coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
-                if st.exact:
-                    # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
-                    if st.noise == "store":
-                        Ef = hist(new, "Xi", l) @ g.T / P  # (H, B), includes this step's rows
-                    else:
-                        Ef = noise_right(state, "Xi", cs["k_fwd"], l, s, g)
-                        Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ g.T, start, axis=0) / P
-                    es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
-                    coef = coef + sqrt_tau * es.T
-                gn = pc(g + dphi(hp) * (sqrt_tau * zt + coef @ hist(new, "Phi", l)))
-                the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
-                return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped))
-
-            gLB = pc(jnp.broadcast_to(gL, (B, P)))
-            g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop) = jax.lax.scan(
-                bwd, gLB, (jnp.arange(L), hprev, xi_new), reverse=True
-            )
-            G_new = jnp.concatenate([g0[None], g_new], axis=0)  # (L+1, B, P)
-            new.update(
-                G=jax.lax.dynamic_update_slice(state["G"], pack(G_new), (0, start, 0)),
-                hL=jax.lax.dynamic_update_slice(state["hL"], pack(hLn[:B]), (start, 0)),
-                LT=jax.lax.dynamic_update_slice(state["LT"], LT_rows, (0, start, 0)),
-                The=jax.lax.dynamic_update_slice(state["The"], The_rows, (0, start, 0)),
-                c=jax.lax.dynamic_update_slice(c, (lp / B).astype(dtype), (start,)),
-            )
-            if st.noise == "store":
-                new["Xit"] = jax.lax.dynamic_update_slice(state["Xit"], pack(xit_new), (0, start, 0))
-            if st.record_paths:
-                Hn = jnp.concatenate([hprev, hLn[None, :B]], axis=0)
-                new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], pack(Hn), (0, start, 0))
-            new = {k: (pc(v) if k in _PARTICLE_KEYS else v) for k, v in new.items()}
-            out = dict(f=f, loss=lval, fratio=fratio, bratio=bratio, fdrop=jnp.sum(fdrop).astype(jnp.int32),
-                       bdrop=jnp.sum(bdrop).astype(jnp.int32))
-            if N:
-                out["ftest"] = f_all[B:]
-            return new, out
-
-        def run(key, Xs, Ys, Xt, rates, sqrt_tau, tol):
-            """The whole run as one scan (differentiable; used by nfd.limit_loss_and_grad)."""
-            TRACE_COUNT[0] += 1
-            cs = consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol)
-            state, outs = jax.lax.scan(lambda S, xs: step(S, xs[0], xs[1], xs[2], cs), init_state(),
-                                       (jnp.arange(steps), Xs, Ys))
-            res = dict(outs=outs, Sig=state["Sig"], The=state["The"])
-            if st.record_paths:
-                res["Hp"] = state["Hp"]
-                res["G"] = state["G"]
-            return res
-
-        def advance(carry, s0, s1, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
-            """Steps s0..s1-1 from the carry (state, outputs) after step s0 (traced bounds: one
-            program serves every split of the run, which makes resuming bit-identical)."""
-            TRACE_COUNT[0] += 1
-            cs = consts(key, Xs, Ys, Xt, rates, sqrt_tau, tol)
-
-            def body(s, carry):
-                state, buf = carry
-                state, out = step(state, s, Xs[s], Ys[s], cs)
-                buf = {k: jax.lax.dynamic_update_index_in_dim(buf[k], out[k].astype(buf[k].dtype), s, 0)
-                       for k in buf}
-                return state, buf
-
-            return jax.lax.fori_loop(s0, s1, body, carry)
-
-        self.run = jax.jit(run)
-        self.init = jax.jit(lambda: (init_state(), init_outs()))
-        self.advance = jax.jit(advance)
-        self.advance_donating = jax.jit(advance, donate_argnums=(0,))
+        self.H = st.steps * st.B
+        self.sdt, self.cdt = _sdt(st), _cdt(st)
+        self.pack = functools.partial(_pack, st)
+        self.unpack = functools.partial(_unpack, st)
+        self.pc = functools.partial(_pc, st)
+        self.run = jax.jit(functools.partial(_run, st))
+        self.init = jax.jit(lambda: (_init_state(st), _init_outs(st)))
+        self.advance = jax.jit(functools.partial(_advance, st))
+        self.advance_donating = jax.jit(functools.partial(_advance, st), donate_argnums=(0,))
 
     def shardings(self, carry):
         """The sharding of every array of a carry (for placing a loaded checkpoint)."""
@@ -523,30 +588,22 @@ def _sym(A):
     return low + np.swapaxes(np.tril(A, -1), -1, -2)
 
 
-@dataclasses.dataclass(frozen=True)
-class ParticleState:
-    """The state of a particle solve after ``step`` SGD steps (see :class:`ParticleProblem`).
-
-    Attributes:
-        step: number of SGD steps done (0..steps).
-        carry: (state, outputs) pytrees of jax arrays: the particle histories (L, K, P), the
-            kernels and Cholesky rows (L, K, K) and the per-step outputs filled up to ``step``.
-        fingerprint: hash of the problem (network, data, seed, options) it belongs to.
-    """
-
-    step: int
-    carry: Any
-    fingerprint: str
+ParticleState = _driver.State
+"""The state of a particle solve after ``step`` SGD steps (see :class:`ParticleProblem`): the
+driver's :class:`nfd._driver.State`, whose ``carry`` holds (state, outputs) pytrees of jax arrays
+(the particle histories (L, K, P), the kernels and Cholesky rows (L, K, K) and the per-step
+outputs filled up to ``step``)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ParticleProblem:
+class ParticleProblem(_driver.Problem):
     """A validated particle solve that runs in pieces: checkpoint and resume long solves.
 
-    Built by :func:`particle_problem` (same arguments as :func:`solve_particles_network`).
-    ``advance`` runs SGD steps with one compiled program whose loop bounds are traced, so any
-    split of the run (…→ step k → save → load → …) gives results bit-identical to one
-    uninterrupted run; :func:`solve_particles` with ``checkpoint=`` uses exactly this.
+    Built by :func:`particle_problem` (same arguments as :func:`solve_particles_network`) and run
+    by :func:`nfd._driver.run` (what :func:`solve_particles` does).  ``advance`` runs SGD steps with
+    one compiled program whose loop bounds are traced, so any split of the run (…→ step k → save →
+    load → …) gives results bit-identical to one uninterrupted run.  :meth:`loss_fn` is the whole run
+    as a pure differentiable function of (η_c, T) (what :func:`nfd.limit_loss_fn` returns).
 
     Example:
         >>> import numpy as np, nfd, tempfile, os
@@ -566,43 +623,41 @@ class ParticleProblem:
     args: tuple  # (key, Xs, Ys, Xt, rates, sqrt_tau, tol) as jax arrays
     options: dict
     fingerprint: str
+    name = "solve_particles"
 
     @property
-    def steps(self) -> int:
-        """Number of SGD steps of the whole run."""
-        return self.static.steps
+    def describe(self) -> str:
+        return f"est. memory {self.options['config']['memory_estimate']}"
+
+    @property
+    def report_kw(self) -> dict:
+        return dict(what="solve_particles", quantity="output f̂",
+                    hint=f"try a smaller lr (lr={self.network.lr}) or check the data scale; if the finite network "
+                         "does not diverge, the cause is roundoff in near-singular kernels: use dtype=float64 or a "
+                         "larger singular_tol")
 
     def init(self) -> ParticleState:
         """The state before the first step (zeros; the particles' initial weights come from the seed)."""
         return ParticleState(0, _program(self.static).init(), self.fingerprint)
 
-    def _check(self, state):
-        if not isinstance(state, ParticleState):
-            raise ValueError(f"state must be a ParticleState, got {type(state).__name__}")
-        if state.fingerprint != self.fingerprint:
-            raise ValueError("state belongs to a different problem (network, data, seed or options differ)")
-
     def advance(self, state: ParticleState, steps: int | None = None, *, donate: bool = False) -> ParticleState:
         """Run ``steps`` more SGD steps (default: to the end).  ``donate=True`` lets the new state
         reuse the old one's memory (the old state must not be used afterwards)."""
-        self._check(state)
-        left = self.steps - state.step
-        n = left if steps is None else steps
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= left:
-            raise ValueError(f"steps must be an integer in [0, {left}] (steps left), got {steps!r}")
+        _driver.check_state(self, state)
+        n = _driver.check_steps(self, state, steps)
         if n == 0:
             return state
         prog = _program(self.static)
         fn = prog.advance_donating if donate else prog.advance
         s0 = jnp.asarray(state.step)  # the default integer type, like the scan counter of `run`
-        carry = fn(state.carry, s0, s0 + int(n), *self.args)
-        return ParticleState(state.step + int(n), carry, self.fingerprint)
+        carry = fn(state.carry, s0, s0 + n, *self.args)
+        return ParticleState(state.step + n, carry, self.fingerprint)
 
     def save(self, state: ParticleState, path) -> None:
         """Write ``state`` to ``path`` (NPZ, raw bytes of every array, so bit-exact in any storage
         dtype) atomically (a temporary file renamed into place).  On several hosts every process
         must call it (the particle shards are gathered); process 0 writes."""
-        self._check(state)
+        _driver.check_state(self, state)
         state_d, buf = state.carry
         arrays = {f"{g}/{k}": v for g, d_ in (("state", state_d), ("outs", buf)) for k, v in d_.items()}
         _checkpoint.write(path, arrays, dict(step=state.step, fingerprint=self.fingerprint, steps=self.steps,
@@ -627,9 +682,27 @@ class ParticleProblem:
             carry = jax.tree_util.tree_map(place, carry, sh)
         return ParticleState(int(meta["step"]), carry, self.fingerprint)
 
-    def solution(self, state: ParticleState) -> ParticleSolution:
-        """The :class:`ParticleSolution` of a finished run (``state.step == steps``)."""
-        self._check(state)
+    def divergence(self, state: ParticleState):
+        """The first step (of those done) whose output f̂ is not finite, or ``None``."""
+        f = to_host(state.carry[1]["f"]).reshape(-1)
+        return find(f, per_step=self.static.B, upto=state.step * self.static.B)
+
+    def loss_fn(self, objective: str = "online", *, K: int | None = None, Y_test=None):
+        """The whole run as a pure function ``fn(lr, T) -> scalar`` of η_c and the horizon T.
+
+        ``objective="online"``: the mean loss over the first ``K`` samples (default all), each
+        before its update; ``"test"``: the mean loss on the test inputs, with targets ``Y_test``,
+        before the last step.  Frozen groups stay frozen (rate 0); the particles are fixed by the
+        seed.  Differentiable (``jax.grad``, ``jax.jacfwd``), traceable and vmappable; divergence
+        shows as a NaN value.
+        """
+        Yt = None if Y_test is None else np.asarray(Y_test, np.float64)
+        return _LossFn(self, objective, self.static.steps * self.static.B if K is None else int(K), Yt)
+
+    def solution(self, state: ParticleState, divergence=None) -> ParticleSolution:
+        """The :class:`ParticleSolution` of a finished run (``state.step == steps``).  A diverged
+        run is returned with its step in ``status`` (the driver applies the divergence policy)."""
+        _driver.check_state(self, state)
         if state.step != self.steps:
             raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
         st, o = self.static, self.options
@@ -638,11 +711,13 @@ class ParticleProblem:
         B, L = st.B, st.L
         K = st.steps * B
         f = outs["f"].reshape(K)
-        _check_divergence(f, B, self.network, o["on_divergence"])
+        if divergence is None:
+            divergence = find(f, per_step=B)
 
         fratio = outs["fratio"]  # (steps, L)
         bratio = outs["bratio"]
         dropped = (int(outs["fdrop"].sum()), int(outs["bdrop"].sum()))
+        first = None
         if dropped != (0, 0):
             sf = np.nonzero(outs["fdrop"])[0]
             sb = np.nonzero(outs["bdrop"])[0]
@@ -664,11 +739,14 @@ class ParticleProblem:
 
         Sig = _sym(to_host(state_d["Sig"]))
         The = _sym(to_host(state_d["The"]))
+        s_eig = t_eig = np.full(L, np.nan)
         if o["eigenvalues"]:
-            s_eig = np.linalg.eigvalsh(Sig.astype(np.float64))[:, 0]
-            t_eig = np.linalg.eigvalsh(The.astype(np.float64))[:, 0]
-        else:
-            s_eig = t_eig = np.full(L, np.nan)
+            # a diverged run's kernels are not finite: their eigenvalues stay NaN
+            ok = lambda A: np.isfinite(A).all(axis=(1, 2))  # noqa: E731
+            A64 = Sig.astype(np.float64)
+            s_eig = np.where(ok(A64), np.linalg.eigvalsh(np.where(ok(A64)[:, None, None], A64, 0.0))[:, 0], np.nan)
+            A64 = The.astype(np.float64)
+            t_eig = np.where(ok(A64), np.linalg.eigvalsh(np.where(ok(A64)[:, None, None], A64, 0.0))[:, 0], np.nan)
         feats = grads = None
         if st.record_paths:
             prog = _program(st)
@@ -689,23 +767,42 @@ class ParticleProblem:
             grads=grads,
             network=self.network,
             config=dict(o["config"]),
+            status=Status.of(divergence, dropped_pivots=dropped, singular_step=first),
         )
 
 
-def _check_divergence(f, B, net, on_divergence, upto=None):
-    """Raise (or warn) at the first step whose output is not finite."""
-    f = f if upto is None else f[:upto]
-    if np.all(np.isfinite(f)):
-        return
-    k = int(np.argmax(~np.isfinite(f)))
-    msg = (
-        f"solve_particles diverged: f̂ became non-finite at step {k // B} (sample {k}); "
-        f"try a smaller lr (lr={net.lr}) or check the data scale; if the finite network does not "
-        "diverge, the cause is roundoff in near-singular kernels: use dtype=float64 or a larger singular_tol"
-    )
-    if on_divergence == "raise":
-        raise DivergenceError(msg, step=k // B, quantity="output f̂")
-    warnings.warn(msg, stacklevel=4)
+@dataclasses.dataclass(frozen=True, eq=False)
+class _LossFn:
+    """``fn(lr, T)`` of :meth:`ParticleProblem.loss_fn`.  Equal (and hashed alike) for equal problems
+    and objectives, so jitted wrappers of it (``nfd.limit_loss_and_grad``) are reused."""
+
+    problem: ParticleProblem
+    objective: str
+    K: int
+    Y_test: np.ndarray | None
+
+    def _key(self):
+        yt = None if self.Y_test is None else self.Y_test.tobytes()
+        return (self.problem.fingerprint, self.problem.static, self.objective, self.K, yt)
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, _LossFn) and self._key() == other._key()
+
+    def __call__(self, lr, T):
+        st = self.problem.static
+        key, Xs, Ys, Xt, _, _, tol = self.problem.args
+        dtype = st.dtype
+        trained = jnp.asarray([0.0 if g in self.problem.network.frozen else 1.0 for g in ("input", "hidden", "output")],
+                              dtype)
+        lr = jnp.asarray(lr, dtype)
+        T = jnp.asarray(T, dtype)
+        out = _compiled(st)(key, Xs, Ys, Xt, trained * lr, jnp.sqrt(T / st.L), tol)["outs"]
+        if self.objective == "online":
+            return jnp.mean(out["loss"].reshape(-1)[: self.K])
+        return jnp.mean(loss_value(st.loss, out["ftest"][-1], jnp.asarray(self.Y_test, dtype)))
 
 
 _STORAGE = ("float64", "float32", "bfloat16", "float16")
@@ -717,7 +814,7 @@ def particle_problem(
     Y,
     *,
     particles: int,
-    backward: str = "gia",
+    backward: str = DEFAULT_BACKWARD,
     seed: int = 0,
     batch_size: int = 1,
     X_test=None,
@@ -726,7 +823,6 @@ def particle_problem(
     max_memory: int | None = None,
     singular_tol: float | None = None,
     on_singular: str = "regularize",
-    on_divergence: str = "raise",
     eigenvalues: bool = True,
     noise_depth: int | None = None,
     devices=None,
@@ -735,8 +831,10 @@ def particle_problem(
 ) -> ParticleProblem:
     """Validate a particle solve of ``net`` (``net.width`` must be ``None``) and estimate its memory.
 
-    See :func:`solve_particles` for the arguments.  Returns a :class:`ParticleProblem`, which
-    runs the solve in pieces (``init`` / ``advance`` / ``save`` / ``load`` / ``solution``).
+    See :func:`solve_particles` for the arguments (the run options ``checkpoint``,
+    ``checkpoint_every``, ``progress`` and ``on_divergence`` belong to the driver,
+    :func:`nfd._driver.run`).  Returns a :class:`ParticleProblem`, which runs the solve in pieces
+    (``init`` / ``advance`` / ``save`` / ``load`` / ``solution``).
     """
     if net.width is not None:
         raise ValueError("width: the particle solver describes the infinite-width limit; pass a ResNet with width=None")
@@ -756,8 +854,6 @@ def particle_problem(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if on_singular not in ("warn", "regularize", "raise"):
         raise ValueError(f"on_singular must be 'warn', 'regularize' or 'raise', got {on_singular!r}")
-    if on_divergence not in ("raise", "return"):
-        raise ValueError(f"on_divergence must be 'raise' or 'return', got {on_divergence!r}")
     if noise not in ("store", "regenerate"):
         raise ValueError(f"noise must be 'store' or 'regenerate', got {noise!r}")
     X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
@@ -783,10 +879,7 @@ def particle_problem(
             raise ValueError(f"storage_dtype must be one of {_STORAGE} and no wider than dtype={dtype.name}, "
                              f"got {storage_dtype!r}")
     if singular_tol is None:
-        # ≈100× the roundoff level of a Schur complement computed from particle Gram matrices
-        # (measured: −1e-6 relative in float32); ill-conditioned Θ_L (g^(k)_L = v − Σ c_i h^(i)_L
-        # with small c_i) otherwise amplifies roundoff until float32 runs diverge.
-        singular_tol = 1e-4 if dtype == jnp.float32 else 1e-10
+        singular_tol = default_singular_tol(dtype)
     if not (0 <= float(singular_tol) < 1):
         raise ValueError(f"singular_tol must be in [0, 1), got {singular_tol!r}")
 
@@ -832,21 +925,17 @@ def particle_problem(
     sqrt_tau = math.sqrt(net.tau)
     args = (jax.random.PRNGKey(int(seed)), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
             jnp.asarray(rates, dtype), jnp.asarray(sqrt_tau, dtype), jnp.asarray(singular_tol, dtype))
-    import hashlib
-
-    h = hashlib.sha256()
     ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
-    h.update(repr((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol), _checkpoint.VERSION)).encode())
-    for a in (Xs, Ys, Xt):
-        h.update(np.ascontiguousarray(a, np.float64).tobytes())
+    fingerprint = _checkpoint.fingerprint((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol)),
+                                          (Xs, Ys, Xt))
     config = dict(
         particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
         singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
         storage_dtype=sdt.name, noise=noise, devices=D,
     )
-    options = dict(on_singular=on_singular, on_divergence=on_divergence, eigenvalues=bool(eigenvalues),
+    options = dict(on_singular=on_singular, eigenvalues=bool(eigenvalues),
                    config=config, memory_estimate_bytes=est, memory_per_device_bytes=est_dev)
-    return ParticleProblem(network=net, static=st, args=args, options=options, fingerprint=h.hexdigest()[:32])
+    return ParticleProblem(network=net, static=st, args=args, options=options, fingerprint=fingerprint)
 
 
 def solve_particles_network(
@@ -858,45 +947,19 @@ def solve_particles_network(
     checkpoint=None,
     checkpoint_every: int | None = None,
     progress: bool = False,
+    on_divergence: str = "raise",
     **kwargs,
 ) -> ParticleSolution:
     """Solve the NFD particle recursion of ``net`` (``net.width`` must be ``None``).
 
-    See :func:`solve_particles` for the arguments.
+    See :func:`solve_particles` for the arguments: :func:`particle_problem` validates the
+    problem, :func:`nfd._driver.run` runs it (checkpoints, progress, divergence policy).
     """
     checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    check_policy(on_divergence)
     prob = particle_problem(net, X, Y, particles=particles, **kwargs)
-    steps = prob.steps
-    import os
-
-    if checkpoint is not None and os.path.exists(checkpoint):
-        state = prob.load(checkpoint)
-        if progress:
-            print(f"solve_particles: resuming from {checkpoint} at step {state.step}/{steps}", file=sys.stderr)
-    else:
-        state = prob.init()
-    if checkpoint_every is not None:
-        chunk = int(checkpoint_every)
-    elif progress:
-        chunk = max(1, steps // 20)
-    else:
-        chunk = steps
-    B = prob.static.B
-    t0 = time.perf_counter()
-    done0 = state.step
-    while state.step < steps:
-        state = prob.advance(state, min(chunk, steps - state.step), donate=True)
-        if state.step < steps and prob.options["on_divergence"] == "raise":
-            f = to_host(state.carry[1]["f"]).reshape(-1)
-            _check_divergence(f, B, net, "raise", upto=state.step * B)
-        if checkpoint is not None:
-            prob.save(state, checkpoint)
-        if progress:
-            el = time.perf_counter() - t0
-            rate = el / max(state.step - done0, 1)
-            print(f"solve_particles: step {state.step}/{steps}  {el:.1f} s elapsed, ~{rate * (steps - state.step):.0f} s "
-                  "left", file=sys.stderr, flush=True)
-    return prob.solution(state)
+    return _driver.run(prob, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                       on_divergence=on_divergence)
 
 
 def solve_particles(
@@ -908,7 +971,7 @@ def solve_particles(
     activation: Any = "relu",
     lr: float = 0.1,
     T: float = 1.0,
-    backward: str = "gia",
+    backward: str = DEFAULT_BACKWARD,
     frozen: tuple[str, ...] = (),
     seed: int = 0,
     loss: str = "mse",
@@ -927,8 +990,9 @@ def solve_particles(
         activation: name or :class:`~nfd.Activation`.
         lr: η_c (a finite network trains at rate η_c·n).
         T: time horizon (τ = T/L).
-        backward: ``"gia"`` (limit of the decoupled network, the published NFD) or ``"exact"``
-            (limit of the ordinary coupled network, with Tensor-Program corrections).
+        backward: ``"exact"`` (default: the limit of the ordinary coupled network, with
+            Tensor-Program corrections, i.e. of what :func:`nfd.simulate` builds by default) or
+            ``"gia"`` (the limit of the decoupled network: the published NFD).
         frozen: parameter groups kept at initialisation, from ``("input", "hidden", "output")``.
         seed: PRNG seed of the particles; the solution is a pure function of it.
         loss: ``"mse"`` or ``"logistic"``.
@@ -944,7 +1008,8 @@ def solve_particles(
             warn) or ``"raise"`` (:class:`~nfd.SingularCovarianceError`).  Dropping a direction
             whose relative Schur complement is below ``singular_tol`` changes the paths by a
             relative O(√singular_tol).
-        on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` with the step) or ``"return"``.
+        on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` with the step) or ``"return"``
+            (warn; ``status.divergence_step`` records the step).
         eigenvalues: compute the smallest eigenvalues of Σ and Θ per layer (O(L·K³)).
         noise_depth: a multiple L·m of ``depth``; the normals of each layer are then the scaled sums
             of those of m finer layers, drawn as a run with ``depth=noise_depth`` draws them, so runs at

@@ -12,29 +12,30 @@ reverse-mode derivative).  Many seeds run at once (vmapped, in memory-sized chun
 
 The same discretised dynamics, with the M·L i.i.d. weights replaced by P particles shared by all
 grid points, is the Euler scheme of the Neural Mean ODE used by :func:`nfd.meanode.solve_mean_ode`;
-both share :func:`_train_core` below, so the finite network and the limit solver cannot drift apart.
+both run :mod:`nfd.meanode._core`, so the finite network and the limit solver cannot drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DivergenceError
+from .._divergence import find, report
+from .._results import Status, result
 from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
 from .._validate import check_seeds
+from ._core import hyper_array, jitted, jitted_run, static_of, train_bytes  # noqa: F401 (re-exported)
 
 __all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data", "draw_weights"]
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class ResNetResult:
     """What :func:`simulate_resnet` returns (numpy arrays, leading axis = seed).
 
@@ -64,6 +65,7 @@ class ResNetResult:
     weights: tuple | None
     network: MeanODEResNet
     config: dict
+    status: Status = Status()
 
     @property
     def final(self) -> np.ndarray:
@@ -122,148 +124,15 @@ def _dtype(dtype):
     return dt
 
 
-def train_bytes(*, L, P, n, D, p, steps, n_forward, dtype, devices: int = 1) -> int:
-    """Rough peak memory of one seed of :func:`_train_core` in bytes (on each of ``devices``
-    devices when the P particles are split over them; the states and records are replicated)."""
-    item = jnp.dtype(dtype).itemsize
-    Pd = -(-P // devices)
-    params = 6 * L * Pd * p  # Z0, Z, grad, update temporaries
-    acts = 4 * L * n * (D + Pd)  # saved forward states and pre-activations for reverse mode
-    record = (steps + 1) * n * D + n_forward * (L + 1) * n * D
-    return int(item * (params + acts + record))
-
-
-def _train_core(unit, activation, *, L: int, steps: int, forward_steps: tuple, lazy: bool = False):
-    """Build ``run(U0, V0, X, Y, hyper) -> dict`` of K GD steps of the depth-L discretised network.
-
-    U0 (L, P, p_u), V0 (L, P, p_v): the units at each layer.  The block is
-    h ← h + (α/L)·mean_p φ(h, z_p), so P = M gives the finite ResNet (Eq. 1) and P particles
-    shared over layers give the Euler scheme of the Mean ODE (Eq. 10).  GD uses the L²-geometry
-    rates: Euclidean gradient × (L·P) × η/α² (Eq. 5, 11).
-
-    ``lazy=True``: the Neural Tangent ODE (Eq. 18–21): parameters ζ = (ζ_u, ζ_v) start at 0,
-    the block is h ← h + (1/L)·mean_p D₂φ(h, z_p)·ζ_p and GD is ζ ← ζ − (L·P)·η·∇_ζ.
-
-    ``run`` is one scan (differentiable); ``run.init(U0, V0, X) -> carry`` and
-    ``run.advance(carry, k0, k1, U0, V0, X, Y, hyper) -> carry`` run the same K + 1 iterations in
-    pieces with a ``fori_loop`` of traced bounds (carry = (params, forward buffer, outputs dict)).
-    """
-    rho = activation.fn
-    fsteps = jnp.asarray(forward_steps, dtype=jnp.int32)
-
-    def forward(params, X, U0, V0, alpha):
-        def layer(h, layer_params):
-            if lazy:
-                zu, zv, u0, v0 = layer_params
-                _, inc = jax.jvp(lambda uu, vv: unit.block_mean(h, uu, vv, rho), (u0, v0), (zu, zv))
-            else:
-                u, v = layer_params
-                inc = alpha * unit.block_mean(h, u, v, rho)
-            h = h + inc / L
-            return h, h
-
-        xs = (params[0], params[1], U0, V0) if lazy else params
-        _, hs = jax.lax.scan(layer, X, xs)
-        return jnp.concatenate([X[None], hs], axis=0)
-
-    def loss_fn(params, X, Y, U0, V0, alpha):
-        hs = forward(params, X, U0, V0, alpha)
-        r = hs[-1] - Y
-        return 0.5 * jnp.mean(jnp.sum(r * r, axis=-1)) / X.shape[-1], hs
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def rates(U0, hyper):
-        alpha, lr_u, lr_v = hyper[0], hyper[1], hyper[2]
-        P = U0.shape[1]
-        scale = L * P * (1.0 if lazy else 1.0 / alpha**2)
-        return alpha, scale * lr_u, scale * lr_v
-
-    def start(U0, V0, X):
-        params0 = (jnp.zeros_like(U0), jnp.zeros_like(V0)) if lazy else (U0, V0)
-        buf0 = jnp.zeros((len(forward_steps), L + 1) + X.shape, X.dtype)
-        return params0, buf0
-
-    def step(params, buf, k, U0, V0, X, Y, alpha, ru, rv):
-        """GD step k: records the outputs of Z_k, then (for k < K) updates Z_k → Z_{k+1}."""
-        (loss, hs), (gu, gv) = grad_fn(params, X, Y, U0, V0, alpha)
-        du = params[0] - (0.0 if lazy else U0)
-        dv = params[1] - (0.0 if lazy else V0)
-        disp_u = jnp.sqrt(jnp.mean(du * du)) if du.size else jnp.zeros((), X.dtype)
-        disp_v = jnp.sqrt(jnp.mean(dv * dv)) if dv.size else jnp.zeros((), X.dtype)
-        hit = fsteps == k
-        idx = jnp.argmax(hit)
-        buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(hit.any(), hs, buf[idx]), idx, 0)
-        go = k < steps  # the last iteration only records Z_K
-        params = (params[0] - jnp.where(go, ru, 0.0) * gu, params[1] - jnp.where(go, rv, 0.0) * gv)
-        return params, buf, (hs[-1], loss, disp_u, disp_v)
-
-    def run(U0, V0, X, Y, hyper):
-        alpha, ru, rv = rates(U0, hyper)
-
-        def body(carry, k):
-            params, buf, out = step(*carry, k, U0, V0, X, Y, alpha, ru, rv)
-            return (params, buf), out
-
-        (params, buf), (outs, losses, du, dv) = jax.lax.scan(body, start(U0, V0, X), jnp.arange(steps + 1))
-        return dict(outputs=outs, losses=losses, u_displacement=du, v_displacement=dv, forward=buf,
-                    final_u=params[0], final_v=params[1])
-
-    def init(U0, V0, X):
-        """The carry before iteration 0: (params, forward buffer, per-iteration outputs (K+1, …))."""
-        params0, buf0 = start(U0, V0, X)
-        K1 = steps + 1
-        outs0 = dict(outputs=jnp.zeros((K1,) + X.shape, X.dtype), losses=jnp.zeros((K1,), X.dtype),
-                     u_displacement=jnp.zeros((K1,), X.dtype), v_displacement=jnp.zeros((K1,), X.dtype))
-        return params0, buf0, outs0
-
-    def advance(carry, k0, k1, U0, V0, X, Y, hyper):
-        """Iterations k0..k1-1 (of 0..K) from ``carry``; the bounds are traced, so one program
-        serves every split of the run (checkpoint and resume are bit-identical)."""
-        alpha, ru, rv = rates(U0, hyper)
-
-        def body(k, carry):
-            params, buf, outs = carry
-            params, buf, out = step(params, buf, k, U0, V0, X, Y, alpha, ru, rv)
-            outs = {name: jax.lax.dynamic_update_index_in_dim(outs[name], o.astype(outs[name].dtype), k, 0)
-                    for name, o in zip(("outputs", "losses", "u_displacement", "v_displacement"), out)}
-            return params, buf, outs
-
-        return jax.lax.fori_loop(k0, k1, body, carry)
-
-    run.init = init
-    run.advance = advance
-    return run
-
-
-def hyper_array(net: MeanODEResNet, dtype):
-    """(α, η_u, η_v) as a traced argument, so one compilation serves every value."""
-    return jnp.asarray([net.alpha, net.lr_u, net.lr_v], dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _jitted_core_cached(unit, activation, L, steps, forward_steps, lazy, batched):
-    core = _train_core(unit, activation, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
-    return jax.jit(jax.vmap(core, in_axes=(0, 0, None, None, None)) if batched else core)
-
-
-@functools.lru_cache(maxsize=64)
-def _jitted_pieces_cached(unit, activation, L, steps, forward_steps, lazy):
-    core = _train_core(unit, activation, L=L, steps=steps, forward_steps=forward_steps, lazy=lazy)
-    return jax.jit(core.init), jax.jit(core.advance, donate_argnums=(0,))
-
-
 def _jitted_pieces(net, L, steps, forward_steps, lazy):
-    """jit-compiled ``(init(U0, V0, X) -> carry, advance(carry, k0, k1, U0, V0, X, Y, hyper) -> carry)``
-    of :func:`_train_core` (one replicate; ``advance`` donates its carry): the run in pieces, with
-    traced loop bounds, as used by :func:`nfd.meanode.solve_mean_ode` (checkpoints)."""
-    return _jitted_pieces_cached(net.unit, net.activation, L, steps, forward_steps, lazy)
+    """jit-compiled ``(init, advance)`` of the core (:func:`nfd.meanode._core.jitted`)."""
+    return jitted(static_of(net, L, steps, forward_steps, lazy))
 
 
 def _jitted_core(net, L, steps, forward_steps, lazy, batched):
-    """jit-compiled :func:`_train_core` (vmapped over a leading seed axis if ``batched``), cached
-    per (unit, activation, L, K, recorded steps); α and the rates are traced arguments."""
-    return _jitted_core_cached(net.unit, net.activation, L, steps, forward_steps, lazy, batched)
+    """jit-compiled :func:`nfd.meanode._core.run` (vmapped over a leading seed axis if
+    ``batched``), cached per (unit, activation, L, K, recorded steps); α and the rates are traced."""
+    return jitted_run(static_of(net, L, steps, forward_steps, lazy), bool(batched))
 
 
 def draw_weights(net: MeanODEResNet, seed: int, s: int, *, L: int, M: int, tied: bool = False):
@@ -283,15 +152,8 @@ def draw_weights(net: MeanODEResNet, seed: int, s: int, *, L: int, M: int, tied:
 
 def raise_if_diverged(outputs, losses, *, what: str, axis_name: str = "seed"):
     """Raise :class:`~nfd.DivergenceError` at the first GD step with a non-finite output."""
-    bad = ~np.isfinite(outputs).reshape(outputs.shape[0], outputs.shape[1], -1).all(-1)
-    bad |= ~np.isfinite(losses)
-    if bad.any():
-        steps_bad = np.where(bad.any(0))[0]
-        k = int(steps_bad[0])
-        s = int(np.where(bad[:, k])[0][0])
-        raise DivergenceError(
-            f"{what} diverged: non-finite output at GD step {k} ({axis_name} {s}); "
-            "lower the learning rates lr_u/lr_v or the scales", step=k, seed=s, quantity="output h^L")
+    report(find((outputs, losses), batched=True), what=what, quantity="output h^L", index_name=axis_name,
+           hint="lower the learning rates lr_u/lr_v or the scales")
 
 
 def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int = 1, seed: int = 0,

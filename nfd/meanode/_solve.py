@@ -13,7 +13,7 @@ grid of N steps, and solve
   the discretised objective is N·P times its Euclidean gradient.
 
 This is exactly the training of a weight-tied ResNet with L = N and M = P (see
-:mod:`nfd.meanode._finite`, which shares the code): the errors are a depth-discretisation error
+:mod:`nfd.meanode._core`, which both share): the errors are a depth-discretisation error
 O(1/N) and a Monte-Carlo error of the particle measure.  ``richardson=True`` removes the leading
 O(1/N) term by combining the N- and 2N-step solutions (2·o_{2N} − o_N): on the same particles
 for ``coupling="common"`` (then the extrapolation is exact up to O(1/N²)), on independent fresh
@@ -44,11 +44,11 @@ Euler + discrete adjoint with the same particles.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import math
-import os
 import time
 import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -57,21 +57,23 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._memory import check_device_memory
 from .._model import MeanODEResNet
-from .. import _checkpoint
+from .. import _checkpoint, _driver
+from .._divergence import Divergence, check_policy, find
+from .._results import Status, result
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
-from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
-                      raise_if_diverged, train_bytes)
+from ._core import hyper_array, jitted, static_of, train_bytes
+from ._finite import _check_forward_steps, _check_steps, _dtype, check_vector_data
 
-__all__ = ["solve_mean_ode", "solve_mean_ode_network", "MeanODEResult", "sample_particles",
-           "SAMPLERS", "COUPLINGS"]
+__all__ = ["solve_mean_ode", "solve_mean_ode_network", "mean_ode_problem", "MeanODEProblem", "MeanODEResult",
+           "sample_particles", "SAMPLERS", "COUPLINGS"]
 
 SAMPLERS = ("iid", "antithetic", "sobol", "sobol_antithetic")
 COUPLINGS = ("common", "independent")
 
 
-@dataclasses.dataclass(frozen=True)
+@result
 class MeanODEResult:
-    """What :func:`solve_mean_ode` returns (numpy arrays).
+    """What :func:`solve_mean_ode` returns (numpy arrays; a JAX pytree, see :func:`nfd._results.result`).
 
     Attributes:
         outputs: (K+1, n, D) h(1, x_i, Z_k), k = 0..K (mean over replicates).
@@ -86,6 +88,7 @@ class MeanODEResult:
         network: the limit :class:`~nfd.MeanODEResNet` (depth = hidden = None).
         config: grid, particles, sampler, coupling, replicates, lazy, richardson, seed, dtype,
             devices (how many the particles were split over), wall_time_s.
+        status: :class:`~nfd.Status`: the first non-finite GD step and replicate, or ``None``.
     """
 
     outputs: np.ndarray
@@ -99,6 +102,7 @@ class MeanODEResult:
     replicate_outputs: np.ndarray
     network: MeanODEResNet
     config: dict
+    status: Status = Status()
 
     @property
     def final(self) -> np.ndarray:
@@ -205,26 +209,154 @@ class _Checkpoint:
         return done, int(meta["run"]), int(meta["it"]), carry
 
 
-def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
-                           sampler: str = "sobol_antithetic", coupling: str = "independent",
-                           replicates: int = 4, lazy: bool = False, richardson: bool = False,
-                           seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
-                           max_memory: int | None = None, devices=None, checkpoint=None,
-                           checkpoint_every: int | None = None) -> MeanODEResult:
-    """Solve the Neural Mean ODE (or, ``lazy=True``, the Neural Tangent ODE) of ``net``.
+@dataclasses.dataclass(frozen=True, eq=False)
+class MeanODEProblem(_driver.Problem):
+    """A validated Mean ODE solve that runs in pieces (see :mod:`nfd._driver`).
 
-    ``net.depth`` and ``net.hidden`` are ignored (the limit depends on neither).  See
-    :func:`solve_mean_ode` for the arguments; ``particles_init`` = (U (P, p_u), V (P, p_v)) uses
-    given particles (one replicate, shared over depth) instead of sampling.
+    The solve is a sequence of runs (the replicates, then the 2N grid of ``richardson``), each
+    one segment of K + 1 GD iterations (the last only records Z_K); ``steps`` counts the
+    iterations of all runs.  The state's carry is (finished runs' results on the host, the
+    current run's device carry or ``None`` between runs).  Built by :func:`mean_ode_problem`,
+    run by :func:`nfd._driver.run`.
+    """
 
-    Example:
-        >>> import numpy as np, nfd
-        >>> rng = np.random.default_rng(0); X, Y = rng.normal(size=(2, 4, 3))
-        >>> net = nfd.MeanODEResNet(dim=3)
-        >>> res = solve_mean_ode_network(net, X, Y, steps=3, grid=10, particles=32, replicates=2,
-        ...                              devices="all")  # P = 32 split over every device
-        >>> res.outputs.shape
-        (4, 4, 3)
+    network: MeanODEResNet
+    K: int
+    grids: tuple  # the grid of each run
+    parts: Any  # parts(t) -> (U, V) host particles of run t
+    shapes: tuple  # (P, p_u, p_v)
+    args: tuple  # (X, Y, hyper) as jax arrays
+    Y: np.ndarray
+    fsteps: tuple
+    lazy: bool
+    mesh: Any
+    dtype: Any
+    fingerprint: str
+    info: dict
+    config: dict
+    name = "solve_mean_ode"
+    report_kw = dict(what="Mean ODE solver", quantity="output h^L", index_name="replicate",
+                     hint="lower the learning rates lr_u/lr_v or the scales")
+
+    @property
+    def segment(self) -> int:
+        return self.K + 1
+
+    @property
+    def steps(self) -> int:
+        return len(self.grids) * (self.K + 1)
+
+    def _ckpt(self, path) -> "_Checkpoint":
+        return _Checkpoint(path=path, fingerprint=self.fingerprint, mesh=self.mesh, info=self.info)
+
+    def _particles(self, t):
+        """The device particles (Ng, P, p) of run t (sharded over the mesh's "particles" axis)."""
+        Ng, (U, V) = self.grids[t], self.parts(t)
+        P, p_u, p_v = self.shapes
+        dt = self.dtype
+        if self.mesh is not None:
+            # (Ng, P, p) split along the particle axis: the particle means in the jitted core
+            # become all-reduces over the "particles" mesh axis (GSPMD)
+            U = shard_along(np.broadcast_to(np.asarray(U, dt), (Ng, P, p_u)), self.mesh, 1, "particles")
+            V = shard_along(np.broadcast_to(np.asarray(V, dt), (Ng, P, p_v)), self.mesh, 1, "particles")
+            return U, V
+        U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
+        if U.ndim == 2:
+            U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
+        return U, V
+
+    def init(self) -> _driver.State:
+        return _driver.State(0, ((), None), self.fingerprint)
+
+    def advance(self, state: _driver.State, steps: int | None = None, *, donate: bool = False) -> _driver.State:
+        """``steps`` more GD iterations of the current run (default: to its end)."""
+        _driver.check_state(self, state)
+        n = _driver.check_steps(self, state, steps)
+        if n == 0:
+            return state
+        S = self.segment
+        t, it = divmod(state.step, S)
+        done, carry = state.carry
+        U, V = self._particles(t)
+        Xj, Yj, hyper = self.args
+        init, advance = jitted(static_of(self.network, self.grids[t], self.K, self.fsteps, self.lazy))
+        if carry is None:
+            carry = init(U, V, Xj)
+        elif not donate:
+            carry = jax.tree_util.tree_map(jnp.copy, carry)
+        k0 = jnp.asarray(it)  # the same (default) integer type for every call: one program
+        carry = advance(carry, k0, jnp.asarray(it + n, k0.dtype), U, V, Xj, Yj, hyper)
+        if it + n == S:  # the run is finished: keep its results on the host
+            _, buf, o = carry
+            done, carry = done + (to_host(dict(o, forward=buf)),), None
+        return _driver.State(state.step + n, (done, carry), self.fingerprint)
+
+    def save(self, state: _driver.State, path) -> None:
+        _driver.check_state(self, state)
+        t, it = divmod(state.step, self.segment)
+        done, carry = state.carry
+        self._ckpt(path).save(list(done), t, it, carry)
+
+    def load(self, path) -> _driver.State:
+        done, t, it, carry = self._ckpt(path).load()
+        return _driver.State(t * self.segment + it, (tuple(done), carry), self.fingerprint)
+
+    def divergence(self, state: _driver.State):
+        """The first GD step (and the run) with a non-finite output or loss, or ``None``."""
+        done, carry = state.carry
+        runs = [(r["outputs"], r["losses"]) for r in done]
+        it = state.step % self.segment
+        if carry is not None and it:
+            o = to_host(carry[2])
+            runs.append((o["outputs"][:it], o["losses"][:it]))
+        found = [(d.step, t) for t, r in enumerate(runs) if (d := find(r)) is not None]
+        if not found:
+            return None
+        step, t = min(found)
+        return Divergence(step=step, index=t % self.info["replicates"])
+
+    def solution(self, state: _driver.State, divergence=None) -> "MeanODEResult":
+        _driver.check_state(self, state)
+        if state.step != self.steps:
+            raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
+        done = state.carry[0]
+        R = self.info["replicates"]
+        N = self.info["grid"]
+        D = self.Y.shape[1]
+        res = {k: np.stack([o[k] for o in done[:R]]) for k in done[0]}
+        if len(done) > R:  # richardson: 2·(grid 2N) − (grid N)
+            fine = {k: np.stack([o[k] for o in done[R:]]) for k in done[0]}
+            res = dict(
+                outputs=2 * fine["outputs"] - res["outputs"],
+                losses=None,
+                u_displacement=2 * fine["u_displacement"] - res["u_displacement"],
+                v_displacement=2 * fine["v_displacement"] - res["v_displacement"],
+                forward=2 * fine["forward"][:, :, ::2] - res["forward"],
+            )
+        rep = res["outputs"]
+        if divergence is None:
+            divergence = self.divergence(state)
+        mean = rep.mean(0)
+        se = rep.std(0, ddof=1) / math.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
+        rr = mean - self.Y
+        losses = 0.5 * np.mean(np.sum(rr * rr, -1), -1) / D
+        return MeanODEResult(
+            outputs=mean, outputs_stderr=se, losses=losses, forward=res["forward"].mean(0),
+            forward_steps=self.fsteps, s=np.arange(N + 1) / N, u_displacement=res["u_displacement"].mean(0),
+            v_displacement=res["v_displacement"].mean(0), replicate_outputs=rep, network=self.network,
+            config=dict(self.config), status=Status.of(divergence))
+
+
+def mean_ode_problem(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
+                     sampler: str = "sobol_antithetic", coupling: str = "independent", replicates: int = 4,
+                     lazy: bool = False, richardson: bool = False, seed: int = 0, particles_init=None,
+                     forward_steps=None, dtype=None, max_memory: int | None = None,
+                     devices=None) -> MeanODEProblem:
+    """Validate a Mean ODE solve of ``net`` and check its memory; nothing is compiled or run.
+
+    See :func:`solve_mean_ode` for the arguments (the run options ``checkpoint``,
+    ``checkpoint_every``, ``progress`` and ``on_divergence`` belong to the driver,
+    :func:`nfd._driver.run`).
     """
     if not isinstance(net, MeanODEResNet):
         raise ValueError(f"net must be an nfd.MeanODEResNet, got {type(net).__name__}")
@@ -238,13 +370,13 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     fsteps = _check_forward_steps(forward_steps, steps)
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
     if sampler in ("antithetic", "sobol_antithetic") and not net.unit.odd_in_v:
         raise ValueError(f"sampler={sampler!r} needs a unit odd in v; use 'iid' or 'sobol'")
     p_u, p_v = net.param_sizes
+    Ug = Vg = None
     if particles_init is not None:
         try:
             Ug, Vg = (np.asarray(a, np.float64) for a in particles_init)
@@ -277,106 +409,65 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
                             f"replicates={R})", hint="fewer particles, grid points or replicates, or more devices",
                             limit_bytes=max_memory)
 
-    # ---- particles: per replicate (P, p) shared over depth, or (Ng, P, p) -------------------
-    def draw(key, layers=None):
-        return sample_particles(net, P, sampler=sampler, seed=(int(seed),) + key, layers=layers)
+    # ---- particles of run t = (grid g, replicate r): (P, p) shared over depth, or (Ng, P, p) ----
+    run_grids = tuple(Ng for Ng in grids for _ in range(R))
 
-    def make_parts(Ng, offset):
-        if particles_init is not None:
-            return [(Ug, Vg)]
+    def parts(t):
+        g, r = divmod(t, R)
+        if Ug is not None:
+            return Ug, Vg
         if coupling == "common":
-            return [draw((r,)) for r in range(R)]
+            return sample_particles(net, P, sampler=sampler, seed=(int(seed), r))
         # fresh draws per grid point; the 2N grid of Richardson uses a key disjoint from the N grid
-        return [draw((r, 1 + offset), layers=Ng) for r in range(R)]
+        return sample_particles(net, P, sampler=sampler, seed=(int(seed), r, 1 + g * N), layers=run_grids[t])
 
-    t0 = time.perf_counter()
-    Xj, Yj = jnp.asarray(X, dt), jnp.asarray(Y, dt)
-    hyper = hyper_array(net, dt)
-
-    ckpt = None
-    if checkpoint is not None:
-        h = hashlib.sha256()
-        model = (net.dim, net.unit.name, net.unit.odd_in_v, net.param_sizes, net.activation.name, net.alpha,
-                 net.sigma_u, net.sigma_v, net.lr_u, net.lr_v)
-        h.update(repr((model, steps, N, P, sampler, coupling, R, bool(lazy), bool(richardson), int(seed), fsteps,
-                       dt.name, particles_init is not None, _checkpoint.VERSION)).encode())
-        for arr in (X, Y) + ((Ug, Vg) if particles_init is not None else ()):
-            h.update(repr(arr.shape).encode())
-            h.update(np.ascontiguousarray(arr, np.float64).tobytes())
-        ckpt = _Checkpoint(path=os.fspath(checkpoint), fingerprint=h.hexdigest()[:32], mesh=mesh,
-                           info=dict(steps=steps, grid=N, particles=P, replicates=R))
-    done, run0, it0, carry0 = [], 0, 0, None
-    if ckpt is not None and os.path.exists(ckpt.path):
-        done, run0, it0, carry0 = ckpt.load()
-    E = checkpoint_every
-    n_runs = [0]  # index of the current run (replicate r of grid g) in the whole solve
-
-    def run_grid(Ng, fs, offset=0):
-        init, advance = _jitted_pieces(net, Ng, steps, fs, bool(lazy))
-        outs = []
-        for U, V in make_parts(Ng, offset):
-            t = n_runs[0]
-            n_runs[0] += 1
-            if t < len(done):  # finished before the checkpoint
-                outs.append(done[t])
-                continue
-            if mesh is not None:
-                # (Ng, P, p) split along the particle axis: the particle means in the jitted
-                # core become all-reduces over the "particles" mesh axis (GSPMD)
-                U = shard_along(np.broadcast_to(np.asarray(U, dt), (Ng, P, p_u)), mesh, 1, "particles")
-                V = shard_along(np.broadcast_to(np.asarray(V, dt), (Ng, P, p_v)), mesh, 1, "particles")
-            else:
-                U, V = jnp.asarray(U, dt), jnp.asarray(V, dt)
-                if U.ndim == 2:
-                    U, V = jnp.broadcast_to(U, (Ng, P, p_u)), jnp.broadcast_to(V, (Ng, P, p_v))
-            if t == run0 and carry0 is not None:
-                carry, it = carry0, it0
-            else:
-                carry, it = init(U, V, Xj), 0
-            # K + 1 iterations (the last one only records Z_K), in pieces ending at multiples of E
-            while it < steps + 1:
-                nxt = steps + 1 if E is None else min(steps + 1, (it // E + 1) * E)
-                k0 = jnp.asarray(it)  # the same (default) integer type for every call: one program
-                carry = advance(carry, k0, jnp.asarray(nxt, k0.dtype), U, V, Xj, Yj, hyper)
-                it = nxt
-                if ckpt is not None and it < steps + 1:
-                    ckpt.save(done, t, it, carry)
-            _, buf, o = carry
-            res_t = to_host(dict(o, forward=buf))
-            outs.append(res_t)
-            done.append(res_t)
-            if ckpt is not None:
-                ckpt.save(done, t + 1, 0, None)
-        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
-
-    res = run_grid(N, fsteps)
-    if richardson:
-        fine = run_grid(2 * N, fsteps, offset=N)
-        res = dict(
-            outputs=2 * fine["outputs"] - res["outputs"],
-            losses=None,
-            u_displacement=2 * fine["u_displacement"] - res["u_displacement"],
-            v_displacement=2 * fine["v_displacement"] - res["v_displacement"],
-            forward=2 * fine["forward"][:, :, ::2] - res["forward"],
-        )
-    wall = time.perf_counter() - t0
-    rep = res["outputs"]
-    losses_rep = res["losses"]
-    if losses_rep is None:
-        r_ = rep - Y
-        losses_rep = 0.5 * np.mean(np.sum(r_ * r_, -1), -1) / D
-    raise_if_diverged(rep, losses_rep, what="Mean ODE solver", axis_name="replicate")
-    mean = rep.mean(0)
-    se = rep.std(0, ddof=1) / math.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
-    rr = mean - Y
-    losses = 0.5 * np.mean(np.sum(rr * rr, -1), -1) / D
-    return MeanODEResult(
-        outputs=mean, outputs_stderr=se, losses=losses, forward=res["forward"].mean(0),
-        forward_steps=fsteps, s=np.arange(N + 1) / N, u_displacement=res["u_displacement"].mean(0),
-        v_displacement=res["v_displacement"].mean(0), replicate_outputs=rep, network=net,
+    model = (net.dim, net.unit.name, net.unit.odd_in_v, net.param_sizes, net.activation.name, net.alpha,
+             net.sigma_u, net.sigma_v, net.lr_u, net.lr_v)
+    ident = (model, steps, N, P, sampler, coupling, R, bool(lazy), bool(richardson), int(seed), fsteps, dt.name,
+             Ug is not None)
+    fingerprint = _checkpoint.fingerprint(ident, (X, Y) + ((Ug, Vg) if Ug is not None else ()))
+    return MeanODEProblem(
+        network=net, K=steps, grids=run_grids, parts=functools.lru_cache(maxsize=2)(parts), shapes=(P, p_u, p_v),
+        args=(jnp.asarray(X, dt), jnp.asarray(Y, dt), hyper_array(net, dt)), Y=Y, fsteps=fsteps, lazy=bool(lazy),
+        mesh=mesh, dtype=dt, fingerprint=fingerprint, info=dict(steps=steps, grid=N, particles=P, replicates=R),
         config=dict(steps=steps, grid=N, particles=P, sampler=sampler, coupling=coupling, replicates=R,
                     lazy=bool(lazy), richardson=bool(richardson), seed=int(seed), dtype=str(dt),
-                    devices=1 if devs is None else len(devs), wall_time_s=wall))
+                    devices=1 if devs is None else len(devs)))
+
+
+def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
+                           sampler: str = "sobol_antithetic", coupling: str = "independent",
+                           replicates: int = 4, lazy: bool = False, richardson: bool = False,
+                           seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
+                           max_memory: int | None = None, devices=None, checkpoint=None,
+                           checkpoint_every: int | None = None, progress: bool = False,
+                           on_divergence: str = "raise") -> MeanODEResult:
+    """Solve the Neural Mean ODE (or, ``lazy=True``, the Neural Tangent ODE) of ``net``.
+
+    ``net.depth`` and ``net.hidden`` are ignored (the limit depends on neither).  See
+    :func:`solve_mean_ode` for the arguments; ``particles_init`` = (U (P, p_u), V (P, p_v)) uses
+    given particles (one replicate, shared over depth) instead of sampling.
+
+    Example:
+        >>> import numpy as np, nfd
+        >>> rng = np.random.default_rng(0); X, Y = rng.normal(size=(2, 4, 3))
+        >>> net = nfd.MeanODEResNet(dim=3)
+        >>> res = solve_mean_ode_network(net, X, Y, steps=3, grid=10, particles=32, replicates=2,
+        ...                              devices="all")  # P = 32 split over every device
+        >>> res.outputs.shape
+        (4, 4, 3)
+    """
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    check_policy(on_divergence)
+    t0 = time.perf_counter()
+    prob = mean_ode_problem(net, X, Y, steps=steps, grid=grid, particles=particles, sampler=sampler,
+                            coupling=coupling, replicates=replicates, lazy=lazy, richardson=richardson, seed=seed,
+                            particles_init=particles_init, forward_steps=forward_steps, dtype=dtype,
+                            max_memory=max_memory, devices=devices)
+    res = _driver.run(prob, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                      on_divergence=on_divergence)
+    res.config["wall_time_s"] = time.perf_counter() - t0
+    return res
 
 
 def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
@@ -385,7 +476,8 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
                    alpha: float = 1.0, sigma_u=None, sigma_v=None, lr_u=None, lr_v=None, model=None,
                    seed: int = 0, particles_init=None, forward_steps=None, dtype=None,
                    max_memory: int | None = None, devices=None, checkpoint=None,
-                   checkpoint_every: int | None = None) -> MeanODEResult:
+                   checkpoint_every: int | None = None, progress: bool = False,
+                   on_divergence: str = "raise") -> MeanODEResult:
     """Neural Mean ODE limit (L → ∞, any M) of a ResNet trained by full-batch GD on (X, Y).
 
     Also reachable as ``nfd.solve(X, Y, method="mean_ode", ...)``.
@@ -423,7 +515,10 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
             replicate run and when each run ends.  The GD loop is one compiled program with traced
             bounds, so a resumed solve is bit-identical to an uninterrupted one.
         checkpoint_every: GD steps between checkpoints (needs ``checkpoint``; default: only when a
-            replicate (or the 2N grid of ``richardson``) finishes).
+            replicate (or the 2N grid of ``richardson``) finishes, and at the ``progress`` stops).
+        progress: print the iteration (over all runs), elapsed and remaining time to stderr.
+        on_divergence: ``"raise"`` (default; :class:`~nfd.DivergenceError` naming the GD step,
+            checked whenever the run stops) or ``"return"`` (warn; ``status`` records the step).
 
     Returns:
         :class:`MeanODEResult` with ``.outputs`` (K+1, n, D), ``.losses`` (K+1,),
@@ -444,4 +539,4 @@ def solve_mean_ode(X, Y, *, steps: int, grid: int = 100, particles: int = 1024,
                                   coupling=coupling, replicates=replicates, lazy=lazy, richardson=richardson,
                                   seed=seed, particles_init=particles_init, forward_steps=forward_steps,
                                   dtype=dtype, max_memory=max_memory, devices=devices, checkpoint=checkpoint,
-                                  checkpoint_every=checkpoint_every)
+                                  checkpoint_every=checkpoint_every, progress=progress, on_divergence=on_divergence)
