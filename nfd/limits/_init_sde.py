@@ -37,7 +37,7 @@ import numpy as np
 
 from .._activations import get_activation
 from .._memory import check_memory
-from .._validate import check_positive_float
+from .._validate import check_positive_float, check_seed, seed_key
 
 __all__ = [
     "InitKernels",
@@ -280,7 +280,7 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
     N, d = X.shape
     check_memory(int(1.25 * (2 * (L + 1) * N * P + P * d + 4 * N * P) * dtype.itemsize), what="init_sde_particles",
                  hint=f"particles={P}, depth={L}, inputs={N}", limit_bytes=max_memory)
-    out = _init_particles_jit(jax.random.PRNGKey(int(seed)), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
+    out = _init_particles_jit(seed_key(seed), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
                               L=L, P=P, act=act)
     Q, Th, h, g = (np.asarray(a) for a in out)
     return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h if record_paths else None,
@@ -402,7 +402,7 @@ def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu
     edges, sL, mc, vb, depth_part = _coupling_grid(q0, L, act, T)
     check_memory(int(1.25 * 8 * S * n * 6), what="coupling_error", hint=f"width={n}, seeds={S}")
     run = _coupling_jit(n=n, L=L, act=act)
-    keys = jax.random.split(jax.random.PRNGKey(int(seed)), S)
+    keys = jax.random.split(seed_key(seed), S)
     tot, wid = run(keys, jnp.asarray(q0, dtype), jnp.asarray(sL, dtype), jnp.asarray(mc, dtype),
                    jnp.asarray(vb, dtype), jnp.asarray(tau, dtype))
     tot, wid = np.asarray(tot), np.asarray(wid)  # (S, L+1): per-seed coordinate means

@@ -29,7 +29,7 @@ from .._errors import DivergenceError
 from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
-from .._validate import check_seeds
+from .._validate import check_seed, check_seeds
 
 __all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data", "draw_weights"]
 
@@ -333,8 +333,7 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
     X, Y = check_vector_data(X, Y, net.dim)
     steps = _check_steps(steps)
     seeds = check_seeds(seeds)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
     devs = resolve_devices(devices)
     if devs is not None:
         check_divisible(seeds, devs, "seeds")

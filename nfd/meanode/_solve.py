@@ -58,6 +58,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._memory import check_device_memory
 from .._model import MeanODEResNet
 from .. import _checkpoint
+from .._validate import check_seed
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
@@ -235,8 +236,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     _check_choice("sampler", sampler, SAMPLERS)
     _check_choice("coupling", coupling, COUPLINGS)
     R = _pos_int("replicates", replicates)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
     fsteps = _check_forward_steps(forward_steps, steps)
     checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
     if dtype is None:
