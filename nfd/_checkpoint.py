@@ -18,7 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._errors import FileFormatError
+from ._io import _open_npz
 from ._sharding import to_host
+from ._validate import check_output_file
 
 VERSION = 1
 
@@ -43,23 +46,36 @@ def write(path, arrays: dict[str, Any], meta: dict) -> None:
 
 def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """(meta, arrays) of the checkpoint at ``path``, refused with a ``ValueError`` if the file is
-    unreadable or of another version, or if its fingerprint is not ``fingerprint`` (the message
+    unreadable, damaged or of another version (:class:`~nfd.FileFormatError`, a ``ValueError``), or if its fingerprint is not ``fingerprint`` (the message
     says that ``differs`` differ and shows the checkpoint's ``info`` entries).  ``what`` names the
     solver in messages."""
     path = os.fspath(path)
     try:
-        z = np.load(path, allow_pickle=False)
+        z = _open_npz(path, f"{what} checkpoint")
+        if "__meta__" not in z.files:
+            raise ValueError("no __meta__ entry")
         meta = json.loads(z["__meta__"].tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError("__meta__ is not a JSON object")
+    except FileFormatError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"{path}: not a readable {what} checkpoint ({type(e).__name__}: {e})") from None
+        raise FileFormatError(path, f"not a readable {what} checkpoint ({type(e).__name__}: {e})") from None
     with z:
         if meta.get("version") != VERSION:
-            raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
+            raise FileFormatError(path, f"not a readable {what} checkpoint: unknown checkpoint version "
+                                        f"{meta.get('version')!r} (this nfd reads version {VERSION})")
         if meta.get("fingerprint") != fingerprint:
             has = ", ".join(f"{k}={meta.get(k)}" for k in info)
             raise ValueError(f"{path}: the checkpoint belongs to a different problem ({differs} differ; it has {has}); "
                              "delete it or pass another checkpoint path")
-        arrays = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
+        try:
+            arrays = {}
+            for name, (dt, shape) in meta["dtypes"].items():
+                arrays[name] = z[name].view(jnp.dtype(dt)).reshape(shape)
+        except Exception as e:  # noqa: BLE001 - truncated or inconsistent entries
+            raise FileFormatError(path, f"not a readable {what} checkpoint: damaged entries "
+                                        f"({type(e).__name__}: {e})") from None
     return meta, arrays
 
 
@@ -74,9 +90,6 @@ def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]
             raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
         checkpoint_every = int(checkpoint_every)
     if checkpoint is not None:
-        if not isinstance(checkpoint, (str, os.PathLike)):
-            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
-        if os.path.isdir(checkpoint):
-            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
-        checkpoint = os.fspath(checkpoint)
+        # refused now, not after the run: a directory, or a file in a directory that does not exist
+        checkpoint = check_output_file("checkpoint", checkpoint)
     return checkpoint, checkpoint_every

@@ -666,10 +666,12 @@ class ParticleProblem:
         Sig = _sym(to_host(state_d["Sig"]))
         The = _sym(to_host(state_d["The"]))
         if o["eigenvalues"]:
-            s_eig = np.linalg.eigvalsh(Sig.astype(np.float64))[:, 0]
-            t_eig = np.linalg.eigvalsh(The.astype(np.float64))[:, 0]
+            s_eig, t_eig = _min_eigs(Sig), _min_eigs(The)  # NaN for layers a divergence left non-finite
         else:
             s_eig = t_eig = np.full(L, np.nan)
+        config = dict(o["config"])
+        if not np.all(np.isfinite(f)):  # on_divergence="return": the step is recorded with the result
+            config["divergence_step"] = int(np.argmax(~np.isfinite(f))) // B
         feats = grads = None
         if st.record_paths:
             prog = _program(st)
@@ -689,8 +691,18 @@ class ParticleProblem:
             features=feats,
             grads=grads,
             network=self.network,
-            config=dict(o["config"]),
+            config=config,
         )
+
+
+def _min_eigs(M):
+    """Smallest eigenvalue of each (K, K) matrix of M (L, K, K); NaN where M has non-finite entries."""
+    M = np.asarray(M, np.float64)
+    out = np.full(M.shape[0], np.nan)
+    ok = np.all(np.isfinite(M), axis=(1, 2))
+    if ok.any():
+        out[ok] = np.linalg.eigvalsh(M[ok])[:, 0]
+    return out
 
 
 def _check_divergence(f, B, net, on_divergence, upto=None):
