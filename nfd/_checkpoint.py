@@ -65,7 +65,7 @@ def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ..
         if meta.get("version") != VERSION:
             raise FileFormatError(path, f"not a readable {what} checkpoint: unknown checkpoint version "
                                         f"{meta.get('version')!r} (this nfd reads version {VERSION})")
-        if meta.get("fingerprint") != fingerprint:
+        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
             has = ", ".join(f"{k}={meta.get(k)}" for k in info)
             raise ValueError(f"{path}: the checkpoint belongs to a different problem ({differs} differ; it has {has}); "
                              "delete it or pass another checkpoint path")
@@ -79,9 +79,19 @@ def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ..
     return meta, arrays
 
 
-def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]:
+def check_file(path, *, what: str = "nfd") -> dict:
+    """The meta entry of the checkpoint at ``path`` after checking, without the problem's
+    fingerprint, that the file is a readable checkpoint of this version whose every entry can be
+    read (else :class:`~nfd.FileFormatError` naming the file): run before any compute."""
+    meta, _ = read(path, what=what, fingerprint=None, differs="")
+    return meta
+
+
+def check_options(checkpoint, checkpoint_every, *, what: str = "nfd") -> tuple[str | None, int | None]:
     """Validate a solver's ``checkpoint`` (a file path or ``None``) and ``checkpoint_every`` (a
-    positive number of steps, only with a path) before any work; returns them normalised."""
+    positive number of steps, only with a path) before any work; returns them normalised.  The
+    path must be in an existing directory; an existing file must be a readable checkpoint
+    (:func:`check_file`; ``what`` names the solver in its message)."""
     if checkpoint_every is not None:
         if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
                 or checkpoint_every < 1):
@@ -92,4 +102,6 @@ def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]
     if checkpoint is not None:
         # refused now, not after the run: a directory, or a file in a directory that does not exist
         checkpoint = check_output_file("checkpoint", checkpoint)
+        if os.path.exists(checkpoint):
+            check_file(checkpoint, what=what)
     return checkpoint, checkpoint_every

@@ -515,7 +515,7 @@ def simulate_network(
     check_choice("weights", weights, ("auto", "dense", "regenerate"))
     check_choice("on_divergence", on_divergence, ("raise", "return"))
     seed = check_seed(seed)
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="nfd.simulate")
 
     K = X.shape[0]
     B = batch_size

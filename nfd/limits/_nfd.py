@@ -867,7 +867,7 @@ def solve_particles_network(
 
     See :func:`solve_particles` for the arguments.
     """
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="particle solver")
     prob = particle_problem(net, X, Y, particles=particles, **kwargs)
     steps = prob.steps
     import os

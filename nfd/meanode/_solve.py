@@ -58,7 +58,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._memory import check_device_memory
 from .._model import MeanODEResNet
 from .. import _checkpoint
-from .._validate import check_seed
+from .._validate import check_bool, check_bytes, check_choice, check_int, check_seed
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
@@ -152,14 +152,11 @@ def sample_particles(net: MeanODEResNet, P: int, *, sampler: str = "sobol_antith
 
 
 def _check_choice(name, val, options):
-    if val not in options:
-        raise ValueError(f"{name} must be one of {options}, got {val!r}")
+    check_choice(name, val, options)
 
 
 def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+    return check_int(name, v, min=1)
 
 
 _OUT_NAMES = ("outputs", "losses", "u_displacement", "v_displacement", "forward")
@@ -237,8 +234,11 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     _check_choice("coupling", coupling, COUPLINGS)
     R = _pos_int("replicates", replicates)
     seed = check_seed(seed)
+    max_memory = check_bytes("max_memory", max_memory)
+    check_bool("lazy", lazy)
+    check_bool("richardson", richardson)
     fsteps = _check_forward_steps(forward_steps, steps)
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="solve_mean_ode")
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
