@@ -237,7 +237,7 @@ def load(path, *, return_config: bool = False):
                 arrays = {k: z[k] for k in z.files if k != _META}
         if not isinstance(meta, dict) or meta.get("format") != "nfd-result":
             raise FileFormatError(p, "not an nfd result file (no 'format': 'nfd-result' header)")
-        if meta.get("format_version") != _FORMAT_VERSION:
+        if meta.get("format_version", _FORMAT_VERSION) != _FORMAT_VERSION:
             raise FileFormatError(p, f"nfd result format version {meta.get('format_version')!r}; this nfd reads "
                                      f"version {_FORMAT_VERSION}")
         obj = _decode(meta["result"], arrays)
