@@ -37,7 +37,7 @@ import numpy as np
 
 from .._activations import get_activation
 from .._memory import check_memory
-from .._validate import check_positive_float, check_seed, seed_key
+from .._validate import check_dtype, check_positive_float, check_seed, seed_key
 
 __all__ = [
     "InitKernels",
@@ -272,11 +272,7 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
     T = _check_T(T)
     L = _check_pos_int("depth", depth)
     P = _check_pos_int("particles", particles, 2)
-    dtype = jnp.dtype(dtype)
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    dtype = check_dtype("dtype", dtype)
     N, d = X.shape
     check_memory(int(1.25 * (2 * (L + 1) * N * P + P * d + 4 * N * P) * dtype.itemsize), what="init_sde_particles",
                  hint=f"particles={P}, depth={L}, inputs={N}", limit_bytes=max_memory)
