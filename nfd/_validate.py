@@ -228,7 +228,9 @@ def check_array(name: str, v, *, ndim: int | None = None, shape_doc: str = "", a
         raise ValueError(f"{name} must be non-empty{doc}, got shape {a.shape}")
     if finite and not np.all(np.isfinite(a)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{name} contains NaN or infinite values (first at index {bad})")
+        where = (f"row {bad[0]}, column {bad[1]}" if len(bad) == 2 else
+                 f"index {bad[0]}" if len(bad) == 1 else f"index {bad}")
+        raise ValueError(f"{name} contains NaN or infinite values (first at {where})")
     return a
 
 
@@ -284,7 +286,7 @@ def check_data(X, Y, *, loss: str = "mse", batch_size: int = 1, dtype=None):
 
 def check_inputs_2d(X, name: str = "X") -> np.ndarray:
     """X (K, d) with K, d ≥ 1, real and finite (what the wrappers read ``input_dim`` from)."""
-    a = check_array(name, X, shape_doc="(K, d) (one row per SGD sample)", allow_empty=True)
+    a = check_array(name, X, shape_doc="(K, d) (one row per SGD sample)", allow_empty=True, finite=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (K, d) (one row per SGD sample), got shape {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:

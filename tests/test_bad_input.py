@@ -196,6 +196,7 @@ CASES = {
     "mo-dtype-banana": (mo(dtype="banana"), "dtype"),
     "mo-max-memory-str": (mo(max_memory="8GB"), "max_memory"),
     "mo-X-complex": (mo(X=XV + 1j), "X", "complex"),
+    "mo-X-overflows-float32": (mo(X=XV * 1e39, dtype="float32"), "X", "float32"),
     "mo-checkpoint-missing-dir": (mo(checkpoint=MISSING), "checkpoint", "does not exist"),
     # ---- nfd.nngp_kernel --------------------------------------------------------------------
     "ker-rtol-neg": (ker(rtol=-1), "rtol"),
@@ -224,6 +225,16 @@ CASES = {
 def test_refused_before_compiling(case):
     call, *names = CASES[case]
     refused(call, *names)
+
+
+def test_overflow_of_the_compute_dtype_with_x64_off():
+    """With JAX's default 32-bit mode, data finite in float64 but beyond float32 is an input error
+    naming the array (not a 'divergence' at step 0)."""
+    with jax.enable_x64(False):
+        refused(ker(X=X * 1e39), "X", "float32")
+        refused(sim(X=X * 1e39), "X", "float32")
+        refused(part(Y=Y * 1e39), "Y", "float32")
+        refused(mo(X=XV * 1e39), "X", "float32")
 
 
 # ---- files: nfd.load and checkpoints ---------------------------------------------------------

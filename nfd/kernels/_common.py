@@ -11,7 +11,7 @@ import numpy as np
 
 from .._activations import Activation, get_activation
 from .._memory import check_memory
-from .._validate import check_array, check_positive_float
+from .._validate import check_array, check_fits, check_positive_float
 
 __all__ = ["check_inputs", "check_T", "check_depth", "pair", "dpair", "default_tols"]
 
@@ -38,6 +38,9 @@ def check_inputs(X, X2=None, *, name="X", name2="X2"):
     dtype = jnp.float64 if jax.config.jax_enable_x64 and any(
         a is not None and a.dtype == np.float64 for a in out
     ) else jnp.float32
+    for nm, a in ((name, out[0]), (name2, out[1])):
+        if a is not None:
+            check_fits(nm, a, dtype)
     return tuple(None if a is None else jnp.asarray(a, dtype) for a in out)
 
 

@@ -58,7 +58,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._memory import check_device_memory
 from .._model import MeanODEResNet
 from .. import _checkpoint
-from .._validate import check_bool, check_bytes, check_choice, check_int, check_seed
+from .._validate import check_bool, check_bytes, check_choice, check_fits, check_int, check_seed
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from ._finite import (_check_forward_steps, _check_steps, _dtype, _jitted_pieces, hyper_array, check_vector_data,
                       raise_if_diverged, train_bytes)
@@ -242,6 +242,8 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
+    check_fits("X", X, dt)
+    check_fits("Y", Y, dt)
     if sampler in ("antithetic", "sobol_antithetic") and not net.unit.odd_in_v:
         raise ValueError(f"sampler={sampler!r} needs a unit odd in v; use 'iid' or 'sobol'")
     p_u, p_v = net.param_sizes
