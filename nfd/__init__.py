@@ -9,6 +9,7 @@ from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
 from ._errors import DivergenceError as DivergenceError
+from ._errors import FileFormatError as FileFormatError
 from ._errors import MemoryEstimateError as MemoryEstimateError
 from ._errors import SingularCovarianceError as SingularCovarianceError
 from ._model import ResNet as ResNet

@@ -18,7 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._errors import FileFormatError
+from ._io import _open_npz
 from ._sharding import to_host
+from ._validate import check_output_file
 
 VERSION = 1
 
@@ -43,29 +46,52 @@ def write(path, arrays: dict[str, Any], meta: dict) -> None:
 
 def read(path, *, what: str, fingerprint: str, differs: str, info: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """(meta, arrays) of the checkpoint at ``path``, refused with a ``ValueError`` if the file is
-    unreadable or of another version, or if its fingerprint is not ``fingerprint`` (the message
+    unreadable, damaged or of another version (:class:`~nfd.FileFormatError`, a ``ValueError``), or if its fingerprint is not ``fingerprint`` (the message
     says that ``differs`` differ and shows the checkpoint's ``info`` entries).  ``what`` names the
     solver in messages."""
     path = os.fspath(path)
     try:
-        z = np.load(path, allow_pickle=False)
+        z = _open_npz(path, f"{what} checkpoint")
+        if "__meta__" not in z.files:
+            raise ValueError("no __meta__ entry")
         meta = json.loads(z["__meta__"].tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError("__meta__ is not a JSON object")
+    except FileFormatError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"{path}: not a readable {what} checkpoint ({type(e).__name__}: {e})") from None
+        raise FileFormatError(path, f"not a readable {what} checkpoint ({type(e).__name__}: {e})") from None
     with z:
         if meta.get("version") != VERSION:
-            raise ValueError(f"{path}: unknown checkpoint version {meta.get('version')!r}")
-        if meta.get("fingerprint") != fingerprint:
+            raise FileFormatError(path, f"not a readable {what} checkpoint: unknown checkpoint version "
+                                        f"{meta.get('version')!r} (this nfd reads version {VERSION})")
+        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
             has = ", ".join(f"{k}={meta.get(k)}" for k in info)
             raise ValueError(f"{path}: the checkpoint belongs to a different problem ({differs} differ; it has {has}); "
                              "delete it or pass another checkpoint path")
-        arrays = {name: z[name].view(jnp.dtype(dt)).reshape(shape) for name, (dt, shape) in meta["dtypes"].items()}
+        try:
+            arrays = {}
+            for name, (dt, shape) in meta["dtypes"].items():
+                arrays[name] = z[name].view(jnp.dtype(dt)).reshape(shape)
+        except Exception as e:  # noqa: BLE001 - truncated or inconsistent entries
+            raise FileFormatError(path, f"not a readable {what} checkpoint: damaged entries "
+                                        f"({type(e).__name__}: {e})") from None
     return meta, arrays
 
 
-def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]:
+def check_file(path, *, what: str = "nfd") -> dict:
+    """The meta entry of the checkpoint at ``path`` after checking, without the problem's
+    fingerprint, that the file is a readable checkpoint of this version whose every entry can be
+    read (else :class:`~nfd.FileFormatError` naming the file): run before any compute."""
+    meta, _ = read(path, what=what, fingerprint=None, differs="")
+    return meta
+
+
+def check_options(checkpoint, checkpoint_every, *, what: str = "nfd") -> tuple[str | None, int | None]:
     """Validate a solver's ``checkpoint`` (a file path or ``None``) and ``checkpoint_every`` (a
-    positive number of steps, only with a path) before any work; returns them normalised."""
+    positive number of steps, only with a path) before any work; returns them normalised.  The
+    path must be in an existing directory; an existing file must be a readable checkpoint
+    (:func:`check_file`; ``what`` names the solver in its message)."""
     if checkpoint_every is not None:
         if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
                 or checkpoint_every < 1):
@@ -74,11 +100,10 @@ def check_options(checkpoint, checkpoint_every) -> tuple[str | None, int | None]
             raise ValueError("checkpoint_every needs checkpoint=<path> (where to write the checkpoints)")
         checkpoint_every = int(checkpoint_every)
     if checkpoint is not None:
-        if not isinstance(checkpoint, (str, os.PathLike)):
-            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
-        if os.path.isdir(checkpoint):
-            raise ValueError(f"checkpoint must be a file path, got the directory {os.fspath(checkpoint)!r}")
-        checkpoint = os.fspath(checkpoint)
+        # refused now, not after the run: a directory, or a file in a directory that does not exist
+        checkpoint = check_output_file("checkpoint", checkpoint)
+        if os.path.exists(checkpoint):
+            check_file(checkpoint, what=what)
     return checkpoint, checkpoint_every
 
 

@@ -194,7 +194,11 @@ def make_data(cfg: dict, method: str = "particles"):
         _no_extra("data", data)
         if path is None:
             raise ValueError("config [data] kind='file' needs path = 'file.npz' (arrays X and Y)")
-        with np.load(path, allow_pickle=False) as z:
+        from ._io import _open_npz
+
+        if not Path(path).is_file():
+            raise ValueError(f"config [data] path {path!r} does not exist")
+        with _open_npz(path, "data file (NPZ with X and Y)") as z:
             if "X" not in z.files or "Y" not in z.files:
                 raise ValueError(f"config [data] {path!r} must contain arrays named X and Y")
             return z["X"], z["Y"]
@@ -263,10 +267,11 @@ def solve_kwargs(cfg: dict):
         raise ValueError(f"config [model]/[solve]: option(s) {bad} are not accepted by method {method!r}; "
                          f"accepted: {sorted(ok)}")
     kw = _dtype_of(kw)
-    if method == "gamma_c" or (method == "mean_ode" and "dtype" not in kw):
+    if method == "mean_ode" and "dtype" not in kw:
         import jax
 
-        jax.config.update("jax_enable_x64", True)  # these solvers work in float64
+        jax.config.update("jax_enable_x64", True)  # the Mean ODE's default dtype follows this flag
+        # (the Γ/C solver runs in float64 by itself)
     return method, fn, kw
 
 
@@ -302,6 +307,9 @@ def _output(cfg, args):
     _no_extra("output", out)
     if fmt not in ("npz", "json"):
         raise ValueError(f"output format must be npz or json, got {fmt!r}")
+    from ._validate import check_output_dir
+
+    check_output_dir("--out" if args.out else "config [output] dir", d)  # before any compute
     return d, fmt, bool(fig)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "MemoryEstimateError", "SingularCovarianceError"]
+__all__ = ["DivergenceError", "FileFormatError", "MemoryEstimateError", "SingularCovarianceError"]
 
 
 class DivergenceError(FloatingPointError):
@@ -39,3 +39,20 @@ class SingularCovarianceError(FloatingPointError):
         self.step = step
         self.layer = layer
         self.which = which
+
+
+class FileFormatError(ValueError):
+    """A checkpoint or result file cannot be read: missing entries, truncated, corrupted, written by
+    another program or another version, or holding a type nfd does not know.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it (also in the message).
+    """
+
+    def __init__(self, path, reason: str):
+        import os
+
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -43,7 +43,8 @@ from ._errors import DivergenceError
 from ._memory import check_memory
 from ._model import ResNet
 from ._results import result
-from ._validate import check_data, check_test_inputs
+from ._validate import (check_bytes, check_choice, check_data, check_dtype, check_inputs_2d, check_int,
+                        check_seed, check_test_inputs)
 
 __all__ = ["limit_loss_fn", "limit_loss_and_grad", "LimitGradient", "optimal_lr", "OptimalLR", "OBJECTIVES"]
 
@@ -98,34 +99,22 @@ def _validate(X, Y, *, depth, particles, activation, backward, frozen, seed, los
               objective, dtype):
     from .limits._nfd import BACKWARDS
 
-    X_arr = np.asarray(X)
-    if X_arr.ndim != 2:
-        raise ValueError(f"X must have shape (K, d) (one row per SGD sample), got shape {X_arr.shape}")
-    if isinstance(frozen, str):
-        frozen = (frozen,)
+    X_arr = check_inputs_2d(X)
     net = ResNet(depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=1.0,
-                 parameterization="depth_mup", lr=0.1, frozen=tuple(frozen), loss=loss)
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
-    if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or particles < 2:
-        raise ValueError(f"particles must be an integer ≥ 2, got {particles!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    X, Y = check_data(X, Y, loss=loss, batch_size=batch_size)
-    X_test = check_test_inputs(X_test, net.input_dim)
+                 parameterization="depth_mup", lr=0.1, frozen=frozen, loss=loss)
+    check_choice("backward", backward, BACKWARDS)
+    check_int("particles", particles, min=2)
+    check_seed(seed)
+    check_choice("objective", objective, OBJECTIVES)
+    dtype = check_dtype("dtype", dtype)
+    X, Y = check_data(X, Y, loss=loss, batch_size=batch_size, dtype=dtype)
+    X_test = check_test_inputs(X_test, net.input_dim, dtype=dtype)
     if objective == "test":
         if X_test is None or Y_test is None:
             raise ValueError("objective='test' needs X_test (N, d) and Y_test (N,)")
         _, Y_test = check_data(X_test, Y_test, loss=loss)
     elif Y_test is not None:
         raise ValueError("Y_test is only used with objective='test'")
-    dtype = jnp.dtype(dtype)
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
     return net, X, Y, X_test, Y_test, dtype
 
 
@@ -207,6 +196,7 @@ def limit_loss_fn(
         X, Y, depth=depth, particles=particles, activation=activation, backward=backward, frozen=frozen,
         seed=seed, loss=loss, batch_size=batch_size, X_test=X_test, Y_test=Y_test, objective=objective,
         dtype=dtype)
+    max_memory = check_bytes("max_memory", max_memory)
     B = int(batch_size)
     K = X.shape[0]
     if objective == "test":
@@ -250,8 +240,7 @@ def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward
         >>> g.loss > 0
         True
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     lr_f = _check_float("lr", lr, allow_zero=True)
     T_f = _check_float("T", T, allow_zero=False)
     fn = limit_loss_fn(X, Y, max_memory=max_memory, _mode_for_memory=mode, **kwargs)
@@ -263,7 +252,7 @@ def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward
             "the limit diverged: try a smaller lr", step=None, quantity="limit loss")
     kw = dict(kwargs)
     net = ResNet(depth=kw["depth"], input_dim=np.asarray(X).shape[1], width=None,
-                 activation=kw.get("activation", "relu"), T=T_f, lr=lr_f, frozen=tuple(kw.get("frozen", ())),
+                 activation=kw.get("activation", "relu"), T=T_f, lr=lr_f, frozen=kw.get("frozen", ()),
                  loss=kw.get("loss", "mse"))
     from .limits._nfd import DEFAULT_BACKWARD
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import FileFormatError
+
 __all__ = ["save", "load", "to_jsonable", "FORMATS"]
 
 FORMATS = (".npz", ".json")
@@ -115,10 +117,15 @@ def _decode(data, arrays):
     if "__dataclass__" in data:
         mod, _, qual = data["__dataclass__"].partition(":")
         if not (mod == "nfd" or mod.startswith("nfd.")):
-            raise ValueError(f"load: refusing to rebuild a non-nfd type {data['__dataclass__']!r}")
-        cls = importlib.import_module(mod)
-        for part in qual.split("."):
-            cls = getattr(cls, part)
+            raise ValueError(f"refusing to rebuild a non-nfd type {data['__dataclass__']!r}")
+        try:
+            cls = importlib.import_module(mod)
+            for part in qual.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError):
+            raise ValueError(f"unknown type {data['__dataclass__']!r} (written by another nfd version?)") from None
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise ValueError(f"{data['__dataclass__']!r} is not an nfd result type")
         values = {k: _decode(v, arrays) for k, v in data["fields"].items()}
         init = {f.name for f in dataclasses.fields(cls) if f.init}
         obj = cls(**{k: v for k, v in values.items() if k in init})
@@ -129,7 +136,27 @@ def _decode(data, arrays):
     return {k: _decode(v, arrays) for k, v in data.items()}
 
 
+def _open_npz(p, what):
+    """``np.load`` of an NPZ archive, or :class:`~nfd.FileFormatError` naming the file."""
+    try:
+        z = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise FileFormatError(p, f"not a readable {what}: not an NPZ archive (random bytes, or a pickle, "
+                                     "which nfd never loads)") from None
+        raise FileFormatError(p, f"not a readable {what} ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - zipfile/OSError/EOFError of damaged files
+        raise FileFormatError(p, f"not a readable {what} ({type(e).__name__}: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise FileFormatError(p, f"not a readable {what}: a bare .npy array, not an NPZ archive")
+    return z
+
+
 def _check_path(path, what):
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{what}: path must be a file path ending in one of {FORMATS}, got {path!r}")
     p = Path(path)
     if p.suffix not in FORMATS:
         raise ValueError(f"{what}: path must end in one of {FORMATS}, got {str(path)!r}")
@@ -149,6 +176,8 @@ def save(path, result: Any, *, config: dict | None = None) -> Path:
         The path written.
     """
     p = _check_path(path, "save")
+    if p.is_dir():
+        raise ValueError(f"save: path must be a file, got the directory {str(path)!r}")
     if config is not None and not isinstance(config, dict):
         raise ValueError(f"config must be a dict or None, got {type(config).__name__}")
     from . import __version__
@@ -180,25 +209,45 @@ def load(path, *, return_config: bool = False):
 
     Returns:
         The stored object (same type as saved), or ``(object, config)`` with ``return_config``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        nfd.FileFormatError: (a ``ValueError``) the file is not a readable nfd result: random
+            bytes, a pickle, a truncated or corrupted archive, invalid JSON, another format
+            version, or a type name nfd does not know; the message names the file and the fault.
     """
     p = _check_path(path, "load")
     if not p.exists():
         raise FileNotFoundError(f"load: no such file {str(p)!r}")
-    if p.suffix == ".json":
-        meta = json.loads(p.read_text())
-        arrays = {}
-    else:
-        with np.load(p, allow_pickle=False) as z:
-            if _META not in z.files:
-                raise ValueError(f"load: {str(p)!r} is not an nfd result file (no {_META!r} entry)")
-            meta = json.loads(str(z[_META]))
-            arrays = {k: z[k] for k in z.files if k != _META}
-    if meta.get("format") != "nfd-result":
-        raise ValueError(f"load: {str(p)!r} is not an nfd result file")
-    obj = _decode(meta["result"], arrays)
-    if return_config:
-        return obj, _decode(meta["config"], arrays)
-    return obj
+    if p.is_dir():
+        raise ValueError(f"load: path must be a file, got the directory {str(p)!r}")
+    try:
+        if p.suffix == ".json":
+            try:
+                meta = json.loads(p.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise FileFormatError(p, f"not an nfd result file: not valid JSON ({e})") from None
+            arrays = {}
+        else:
+            z = _open_npz(p, "nfd result file")
+            with z:
+                if _META not in z.files:
+                    raise FileFormatError(p, f"not an nfd result file (no {_META!r} entry)")
+                meta = json.loads(str(z[_META]))
+                arrays = {k: z[k] for k in z.files if k != _META}
+        if not isinstance(meta, dict) or meta.get("format") != "nfd-result":
+            raise FileFormatError(p, "not an nfd result file (no 'format': 'nfd-result' header)")
+        if meta.get("format_version", _FORMAT_VERSION) != _FORMAT_VERSION:
+            raise FileFormatError(p, f"nfd result format version {meta.get('format_version')!r}; this nfd reads "
+                                     f"version {_FORMAT_VERSION}")
+        obj = _decode(meta["result"], arrays)
+        if return_config:
+            return obj, _decode(meta.get("config", {"__dict__": {}}), arrays)
+        return obj
+    except FileFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated, corrupted or foreign content: one error type
+        raise FileFormatError(p, f"not a readable nfd result file ({type(e).__name__}: {e})") from None
 
 
 def to_jsonable(obj) -> Any:

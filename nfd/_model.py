@@ -43,7 +43,7 @@ from typing import Literal
 
 from ._activations import Activation, get_activation
 from ._units import get_unit
-from ._validate import check_positive_float
+from ._validate import check_bool, check_choice, check_float, check_groups, check_int, check_positive_float
 
 __all__ = ["ResNet", "BLOCKS", "PARAMETERIZATIONS", "LOSSES", "PARAMETER_GROUPS"]
 
@@ -54,8 +54,7 @@ PARAMETER_GROUPS = ("input", "hidden", "output")
 
 
 def _check_pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return check_int(name, v, min=1)  # Python and NumPy integers alike; bool refused
 
 
 def _check_pos_float(name, v):
@@ -100,36 +99,20 @@ class ResNet:
     loss: Literal["mse", "logistic"] = "mse"
 
     def __post_init__(self):
-        _check_pos_int("depth", self.depth)
-        _check_pos_int("input_dim", self.input_dim)
+        object.__setattr__(self, "depth", _check_pos_int("depth", self.depth))
+        object.__setattr__(self, "input_dim", _check_pos_int("input_dim", self.input_dim))
         if self.width is not None:
-            _check_pos_int("width", self.width)
+            object.__setattr__(self, "width", _check_pos_int("width", self.width))
         object.__setattr__(self, "activation", get_activation(self.activation))
         _check_pos_float("T", self.T)
-        if self.block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}, got {self.block!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"
-            )
-        try:
-            lr = float(self.lr)
-        except (TypeError, ValueError):
-            raise ValueError(f"lr must be a non-negative number, got {self.lr!r}") from None
-        if not (lr >= 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a non-negative finite number, got {self.lr!r}")
-        object.__setattr__(self, "lr", lr)
+        check_choice("block", self.block, BLOCKS)
+        check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        object.__setattr__(self, "lr", check_float("lr", self.lr, sign="non-negative"))
         if self.alpha is not None:
             _check_pos_float("alpha", self.alpha)
-        if isinstance(self.frozen, str):
-            object.__setattr__(self, "frozen", (self.frozen,))
-        frozen = tuple(sorted(set(self.frozen)))
-        bad = [f for f in frozen if f not in PARAMETER_GROUPS]
-        if bad:
-            raise ValueError(f"frozen: unknown parameter groups {bad}; choose from {PARAMETER_GROUPS}")
-        object.__setattr__(self, "frozen", frozen)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        object.__setattr__(self, "frozen", check_groups("frozen", self.frozen, PARAMETER_GROUPS))
+        check_choice("loss", self.loss, LOSSES)
+        check_bool("depth_aware_lr", self.depth_aware_lr)
         if self.depth_aware_lr and self.block != "two_layer":
             raise ValueError("depth_aware_lr applies to block='two_layer' only")
         if self.width is None and self.parameterization in ("mup", "sp") and self.alpha is None:
@@ -264,11 +247,11 @@ class MeanODEResNet:
     lr_v: float | None = None
 
     def __post_init__(self):
-        _check_pos_int("dim", self.dim)
+        object.__setattr__(self, "dim", _check_pos_int("dim", self.dim))
         if self.depth is not None:
-            _check_pos_int("depth", self.depth)
+            object.__setattr__(self, "depth", _check_pos_int("depth", self.depth))
         if self.hidden is not None:
-            _check_pos_int("hidden", self.hidden)
+            object.__setattr__(self, "hidden", _check_pos_int("hidden", self.hidden))
         object.__setattr__(self, "unit", get_unit(self.unit))
         object.__setattr__(self, "activation", get_activation(self.activation))
         _check_pos_float("alpha", self.alpha)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._losses import loss_value
 from .._model import ResNet
+from .._validate import seed_key
 from ._simulate import _families, _keys, _layer_key
 
 __all__ = ["simulate_dense"]
@@ -99,7 +100,7 @@ def simulate_dense(net: ResNet, X, Y, *, backward="coupled", seeds=1, seed=0, ba
     run = _compiled_dense(net, backward, B, jnp.dtype(dtype))
     Xs = jnp.asarray(X.reshape(steps, B, -1), dtype)
     Ys = jnp.asarray(Y.reshape(steps, B), dtype)
-    base = jax.random.PRNGKey(seed)
+    base = seed_key(seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
     outs = jax.tree_util.tree_map(np.asarray, run(keys, Xs, Ys))
     r = lambda a: a.reshape((seeds, K) + a.shape[3:])

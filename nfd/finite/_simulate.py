@@ -39,7 +39,8 @@ from .. import _checkpoint, _driver
 from .._divergence import check_policy, find
 from .._results import Status, result
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
-from .._validate import check_data, check_seeds, check_test_inputs
+from .._validate import (check_bool, check_bytes, check_choice, check_data, check_dtype, check_inputs_2d, check_seed,
+                         check_seeds, check_test_inputs, seed_key)
 
 __all__ = ["simulate", "simulate_network", "simulation_problem", "SimulationProblem", "SimulationResult",
            "init_params", "RECORDABLE"]
@@ -563,13 +564,14 @@ def simulation_problem(
     """
     if net.width is None:
         raise ValueError("width: the finite simulator needs a finite width (got width=None)")
-    if backward not in ("coupled", "decoupled"):
-        raise ValueError(f"backward must be 'coupled' or 'decoupled', got {backward!r}")
-    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
+    check_choice("backward", backward, ("coupled", "decoupled"))
+    dtype = check_dtype("dtype", dtype)
+    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size, dtype=dtype)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
-    X_test = check_test_inputs(X_test, net.input_dim)
+    X_test = check_test_inputs(X_test, net.input_dim, dtype=dtype)
     seeds = check_seeds(seeds)
+    max_memory = check_bytes("max_memory", max_memory)
     devs = resolve_devices(devices)
     if devs is not None:
         check_divisible(seeds, devs, "seeds")
@@ -580,15 +582,8 @@ def simulation_problem(
         raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
     if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
         raise ValueError("record='frozen' is not available for this block")
-    dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if weights not in ("auto", "dense", "regenerate"):
-        raise ValueError(f"weights must be 'auto', 'dense' or 'regenerate', got {weights!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_choice("weights", weights, ("auto", "dense", "regenerate"))
+    seed = check_seed(seed)
 
     K = X.shape[0]
     B = batch_size
@@ -615,7 +610,7 @@ def simulation_problem(
                     record=tuple(record), dtype=dtype, dense=dense, same_backward_key=bool(_same_backward_key))
     rates_np = np.asarray([net.lr_input, net.lr_output]
                           + ([net.lr_hidden] if F == 1 else [net.lr_hidden_first, net.lr_hidden]), np.float64)
-    base = jax.random.PRNGKey(seed)
+    base = seed_key(seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
     Xs_np = X.reshape(steps, B, -1)
     Ys_np = Y.reshape(steps, B)
@@ -705,7 +700,8 @@ def simulate_network(
         ((2, 8), True)
     """
     check_policy(on_divergence)
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="nfd.simulate")
+    check_bool("progress", progress)
     if chunk_steps is not None and (isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer))
                                     or chunk_steps < 1):
         raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
@@ -754,12 +750,10 @@ def simulate(
         >>> res.outputs.shape
         (4, 8)
     """
-    X_arr = np.asarray(X)
-    if X_arr.ndim != 2:
-        raise ValueError(f"X must have shape (K, d) (one row per SGD sample), got shape {X_arr.shape}")
+    X_arr = check_inputs_2d(X)
     net = ResNet(
         depth=depth, input_dim=X_arr.shape[1], width=width, activation=activation, T=T, block=block,
         parameterization=parameterization, lr=lr, alpha=alpha, depth_aware_lr=depth_aware_lr,
-        frozen=tuple(frozen), loss=loss,
+        frozen=frozen, loss=loss,
     )
     return simulate_network(net, X, Y, backward=backward, seeds=seeds, seed=seed, **kwargs)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._activations import Activation, get_activation
 from .._memory import check_memory
-from .._validate import check_positive_float
+from .._validate import check_array, check_fits, check_positive_float
 
 __all__ = ["check_inputs", "check_T", "check_depth", "pair", "dpair", "default_tols"]
 
@@ -26,12 +26,8 @@ def check_inputs(X, X2=None, *, name="X", name2="X2"):
         if A is None:
             out.append(None)
             continue
-        try:
-            arr = np.asarray(A)
-            if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-                raise TypeError
-        except (TypeError, ValueError):
-            raise ValueError(f"{nm} must be a numeric array of shape (N, d)") from None
+        arr = np.asarray(check_array(nm, A, shape_doc="(N, d)", allow_empty=True, finite=False),
+                         dtype=np.asarray(A).dtype if np.asarray(A).dtype.kind == "f" else np.float64)
         if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"{nm} must have shape (N, d) with N, d ≥ 1, got shape {arr.shape}")
         if not np.all(np.isfinite(arr)):
@@ -42,6 +38,9 @@ def check_inputs(X, X2=None, *, name="X", name2="X2"):
     dtype = jnp.float64 if jax.config.jax_enable_x64 and any(
         a is not None and a.dtype == np.float64 for a in out
     ) else jnp.float32
+    for nm, a in ((name, out[0]), (name2, out[1])):
+        if a is not None:
+            check_fits(nm, a, dtype)
     return tuple(None if a is None else jnp.asarray(a, dtype) for a in out)
 
 

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._divergence import Divergence, report
+from .._errors import DivergenceError
+from .._validate import check_bytes, check_float, check_int
 from ._common import (
     check_activation,
     check_depth,
@@ -50,8 +52,17 @@ def _initial(X, X2):
     return (jnp.sum(X * X, axis=1) / d, jnp.sum(X2 * X2, axis=1) / d, X @ X2.T / d)
 
 
+def _blown_up(t, y, args, **kwargs):
+    # |C| beyond √(largest float): E[φφ] of a superlinear φ overflows next; stop here instead of
+    # grinding the step size down to max_steps
+    big = jnp.sqrt(jnp.finfo(y[2].dtype).max)
+    return jnp.logical_not(jnp.all(jnp.isfinite(y[2])) & (jnp.max(jnp.abs(y[2])) < big))
+
+
 @functools.partial(jax.jit, static_argnames=("act", "max_steps"))
 def _solve_ode(X, X2, ts, T, rtol, atol, *, act, max_steps):
+    """(C at ``ts``, steps taken, success flag, time reached); never raises inside the program:
+    a blow-up (event) or running out of steps is reported by the flag and handled eagerly."""
     term = diffrax.ODETerm(lambda t, y, args: _rhs(act, y))
     sol = diffrax.diffeqsolve(
         term,
@@ -61,10 +72,29 @@ def _solve_ode(X, X2, ts, T, rtol, atol, *, act, max_steps):
         dt0=None,
         y0=_initial(X, X2),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        saveat=diffrax.SaveAt(ts=ts),
+        saveat=diffrax.SaveAt(ts=ts, t1=True),
         max_steps=max_steps,
+        event=diffrax.Event(_blown_up),
+        throw=False,
     )
-    return sol.ys[2], sol.stats["num_steps"]
+    ok = sol.result == diffrax.RESULTS.successful
+    return sol.ys[2][:-1], sol.stats["num_steps"], ok, sol.ts[-1]
+
+
+def _ode_failed(what, ok, steps, t_end, T, max_steps):
+    """Raise :class:`~nfd.DivergenceError` for a solve that did not reach ``T``."""
+    if bool(ok):
+        return
+    steps, t_end = int(steps), float(t_end)
+    if steps >= max_steps:
+        raise DivergenceError(
+            f"{what}: the L → ∞ kernel ODE did not reach T={T:g} within max_steps={max_steps} adaptive steps "
+            "(the step size shrank towards a singularity); the kernel blows up in finite time (the activation grows too fast for "
+            "this T), or raise max_steps / loosen rtol", step=steps, quantity="NNGP kernel")
+    raise DivergenceError(
+        f"{what}: the kernel left the floating-point range at t={t_end:.4g} < T={T:g} after {steps} adaptive "
+        "steps (the activation grows too fast for this T: the kernel ODE blows up in finite time)",
+        step=steps, quantity="NNGP kernel")
 
 
 @functools.partial(jax.jit, static_argnames=("act",))
@@ -76,6 +106,13 @@ def _solve_layers(X, X2, T, depth, *, act):
         return jax.tree_util.tree_map(lambda y, dy: y + tau * dy, s, _rhs(act, s))
 
     return jax.lax.fori_loop(0, depth, body, _initial(X, X2))[2]
+
+
+def _check_tols(rtol, atol, max_steps):
+    rtol = check_float("rtol", rtol, sign="positive", none_ok=True)
+    atol = check_float("atol", atol, sign="non-negative", none_ok=True)
+    max_steps = check_int("max_steps", max_steps, min=1)
+    return rtol, atol, max_steps
 
 
 def _finish(C, what):
@@ -117,6 +154,10 @@ def nngp_kernel(
     Returns:
         (N, N2) numpy array, float64 when x64 is on and X is float64, float32 otherwise.
 
+    Raises:
+        nfd.DivergenceError: the kernel blows up before ``T`` (its ``step`` is the number of ODE
+            steps or, with ``depth``, layers taken), instead of a result with inf/NaN.
+
     Example:
         >>> import numpy as np, nfd
         >>> X = np.eye(3)
@@ -127,6 +168,8 @@ def nngp_kernel(
     act = check_activation(activation)
     Tf = check_T(T)
     depth = check_depth(depth)
+    rtol, atol, max_steps = _check_tols(rtol, atol, max_steps)
+    max_memory = check_bytes("max_memory", max_memory)
     X, X2_ = check_inputs(X, X2)
     sym = X2_ is None
     X2_ = X if sym else X2_
@@ -134,9 +177,10 @@ def nngp_kernel(
     T_arr = jnp.asarray(Tf, X.dtype)
     if depth is None:
         r0, a0 = default_tols(X.dtype)
-        rtol = r0 if rtol is None else float(rtol)
-        atol = a0 if atol is None else float(atol)
-        C, _ = _solve_ode(X, X2_, T_arr[None], T_arr, rtol, atol, act=act, max_steps=int(max_steps))
+        rtol = r0 if rtol is None else rtol
+        atol = a0 if atol is None else atol
+        C, steps, ok, t_end = _solve_ode(X, X2_, T_arr[None], T_arr, rtol, atol, act=act, max_steps=max_steps)
+        _ode_failed("nngp_kernel", ok, steps, t_end, Tf, max_steps)
         C = C[0]
     else:
         C = _solve_layers(X, X2_, T_arr, jnp.asarray(depth, jnp.int32), act=act)
@@ -174,6 +218,8 @@ def nngp_kernel_path(
         (3, 5, 5)
     """
     act = check_activation(activation)
+    rtol, atol, max_steps = _check_tols(rtol, atol, max_steps)
+    max_memory = check_bytes("max_memory", max_memory)
     X, X2_ = check_inputs(X, X2)
     sym = X2_ is None
     X2_ = X if sym else X2_
@@ -192,12 +238,13 @@ def nngp_kernel_path(
         X2d = np.asarray(X2_, np.float64)
         return np.broadcast_to(Xd @ X2d.T / X.shape[1], (1,) + (X.shape[0], X2_.shape[0])).copy()
     r0, a0 = default_tols(X.dtype)
-    rtol = r0 if rtol is None else float(rtol)
-    atol = a0 if atol is None else float(atol)
-    Cs, _ = _solve_ode(
+    rtol = r0 if rtol is None else rtol
+    atol = a0 if atol is None else atol
+    Cs, steps, ok, t_end = _solve_ode(
         X, X2_, jnp.asarray(ts_np, X.dtype), jnp.asarray(T, X.dtype), rtol, atol, act=act,
-        max_steps=int(max_steps),
+        max_steps=max_steps,
     )
+    _ode_failed("nngp_kernel_path", ok, steps, t_end, T, max_steps)
     Cs = _finish(Cs, "nngp_kernel_path")
     if sym:
         Cs = 0.5 * (Cs + np.swapaxes(Cs, 1, 2))

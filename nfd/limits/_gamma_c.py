@@ -33,7 +33,6 @@ rows of X (d = 1 in the paper; any d works here).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import partial
 
@@ -46,7 +45,7 @@ from .._results import result
 from .._losses import loss_grad
 from .._memory import check_memory
 from .._model import ResNet
-from .._validate import check_data
+from .._validate import check_bool, check_bytes, check_data
 
 __all__ = ["GammaCResult", "solve_gamma_c", "gamma_c_network", "estimate_gamma_c_memory"]
 
@@ -142,18 +141,17 @@ def _prepare(X, Y, *, depth, activation, lr, T, frozen, loss):
     X, Y = check_data(X, Y, loss=loss)
     net = ResNet(
         depth=depth, input_dim=X.shape[1], width=None, activation=activation, T=T, block="pre",
-        parameterization="depth_mup", lr=lr, frozen=tuple(frozen), loss=loss,
+        parameterization="depth_mup", lr=lr, frozen=frozen, loss=loss,
     )
     check_linear_network(net)
     return X, Y, net
 
 
 def _need_x64():
-    if not jax.config.jax_enable_x64:
-        raise ValueError(
-            "the Γ/C recursion runs in float64: call jax.config.update('jax_enable_x64', True) "
-            "before solving (float32 loses the O(1/L) differences the depth study measures)"
-        )
+    """Context in which the Γ/C solvers run: float64 whatever the global ``jax_enable_x64`` is
+    (float32 loses the O(1/L) differences the depth study measures); the user's setting is
+    left unchanged."""
+    return jax.enable_x64(True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -317,9 +315,10 @@ def gamma_c_network(net: ResNet, X, Y, *, return_gamma: bool = False, max_memory
     Returns:
         :class:`GammaCResult`.
     """
-    _need_x64()
     check_linear_network(net)
     X, Y = check_data(X, Y, loss=net.loss)
+    max_memory = check_bytes("max_memory", max_memory)
+    check_bool("return_gamma", return_gamma)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
     K, L = X.shape[0], net.depth
@@ -328,12 +327,13 @@ def gamma_c_network(net: ResNet, X, Y, *, return_gamma: bool = False, max_memory
         what="the Γ/C recursion", hint=f"steps K={K}, depth L={L}: memory grows as K²·L²", limit_bytes=max_memory,
     )
     eta_u, eta_w, eta_v = _group_rates(net)
-    f, chi, feat, grad, gamma = _run(
-        jnp.asarray(X), jnp.asarray(Y), K=K, L=L, G=net.input_dim + 1, tau=net.tau,
-        eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss,
-    )
     config = dict(method="gamma_c", depth=L, eta_input=eta_u, eta_hidden=eta_w, eta_output=eta_v)
-    return _finish(f, chi, feat, grad, gamma, net, config, return_gamma)
+    with _need_x64():
+        f, chi, feat, grad, gamma = _run(
+            jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64), K=K, L=L, G=net.input_dim + 1, tau=net.tau,
+            eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss,
+        )
+        return _finish(f, chi, feat, grad, gamma, net, config, return_gamma)
 
 
 def solve_gamma_c(
@@ -373,7 +373,6 @@ def solve_gamma_c(
         :class:`GammaCResult` with ``.outputs`` (K,) = f̊_t.
 
     Example:
-        >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> import numpy as np, nfd
         >>> X = np.array([[1.0], [-0.5], [0.8]]); Y = np.array([0.5, -1.0, 0.3])
         >>> res = nfd.solve(X, Y, depth=16, lr=1.0, method="gamma_c")

@@ -41,7 +41,7 @@ import numpy as np
 from .._losses import loss_grad
 from .._memory import check_memory
 from .._model import ResNet
-from .._validate import check_data
+from .._validate import check_bytes, check_data
 from ._gamma_c import (
     GammaCResult,
     _cov,
@@ -224,10 +224,10 @@ def gamma_c_infinite_network(
     Returns a :class:`~nfd.limits.GammaCResult` whose layer axis is the grid node
     p_i = i·T/grid, i = 0..grid (``feature_cov`` (grid+1, K, K), ``rms_features`` (K, grid+1)).
     """
-    _need_x64()
     check_linear_network(net)
     grid = _check_grid(grid)
     X, Y = check_data(X, Y, loss=net.loss)
+    check_bytes("max_memory", max_memory)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
     K = X.shape[0]
@@ -237,12 +237,13 @@ def gamma_c_infinite_network(
         limit_bytes=max_memory,
     )
     eta_u, eta_w, eta_v = _group_rates(net)
-    f, chi, feat, grad, gamma = _run(
-        jnp.asarray(X), jnp.asarray(Y), K=K, N=grid, G=net.input_dim + 1, h=net.T / grid,
-        eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss,
-    )
     config = dict(method="gamma_c_infinite", grid=grid, order=INFINITE_ORDER, eta_input=eta_u, eta_hidden=eta_w, eta_output=eta_v)
-    return _finish(f, chi, feat, grad, gamma, net, config, return_gamma)
+    with _need_x64():  # float64 whatever the global setting (restored on exit)
+        f, chi, feat, grad, gamma = _run(
+            jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64), K=K, N=grid, G=net.input_dim + 1, h=net.T / grid,
+            eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss,
+        )
+        return _finish(f, chi, feat, grad, gamma, net, config, return_gamma)
 
 
 def solve_gamma_c_infinite(
@@ -265,7 +266,6 @@ def solve_gamma_c_infinite(
     :func:`richardson` of the solutions on N and 2N removes the leading term.
 
     Example:
-        >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> import numpy as np
         >>> from nfd.limits import solve_gamma_c_infinite
         >>> X = np.array([[1.0], [-0.5], [0.8]]); Y = np.array([0.5, -1.0, 0.3])

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._activations import get_activation
 from .._memory import check_memory
-from .._validate import check_positive_float
+from .._validate import check_dtype, check_positive_float, seed_key
 
 __all__ = [
     "InitKernels",
@@ -283,16 +283,12 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
     for name, v in (("record_paths", record_paths), ("backward", backward)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {v!r}")
-    dtype = jnp.dtype(dtype)
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    dtype = check_dtype("dtype", dtype)
     N, d = X.shape
     paths = (2 if backward else 1) * (L + 1) if (backward or record_paths) else 0
     check_memory(int(1.25 * ((paths + 4) * N * P + P * d) * dtype.itemsize), what="init_sde_particles",
                  hint=f"particles={P}, depth={L}, inputs={N}", limit_bytes=max_memory)
-    out = _init_particles_jit(jax.random.PRNGKey(int(seed)), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
+    out = _init_particles_jit(seed_key(seed), jnp.asarray(X, dtype), jnp.asarray(T / L, dtype),
                               L=L, P=P, act=act, backward=bool(backward), record=bool(record_paths))
     Q, Th, h, g = (None if a is None else np.asarray(a) for a in out)
     return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h, g=g)
@@ -432,7 +428,7 @@ def coupling_error(q0: float, *, width: int, depth: int, activation: Any = "relu
     edges, sL, mc, vb, depth_part = _coupling_grid(q0, L, act, T)
     check_memory(int(1.25 * 8 * S * n * 6), what="coupling_error", hint=f"width={n}, seeds={S}")
     run = _coupling_jit(n=n, L=L, act=act)
-    keys = jax.random.split(jax.random.PRNGKey(int(seed)), S)
+    keys = jax.random.split(seed_key(seed), S)
     tot, wid = run(keys, jnp.asarray(q0, dtype), jnp.asarray(sL, dtype), jnp.asarray(mc, dtype),
                    jnp.asarray(vb, dtype), jnp.asarray(tau, dtype))
     tot, wid = np.asarray(tot), np.asarray(wid)  # (S, L+1): per-seed coordinate means

@@ -67,7 +67,8 @@ from .. import _checkpoint, _driver
 from .._divergence import check_policy, find
 from .._results import Status, result
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, to_host
-from .._validate import check_data, check_test_inputs
+from .._validate import (check_bool, check_bytes, check_choice, check_data, check_dtype, check_float, check_inputs_2d,
+                         check_int, check_seed, check_test_inputs, seed_key)
 
 __all__ = ["solve_particles", "solve_particles_network", "particle_problem", "ParticleProblem", "ParticleState",
            "ParticleSolution", "estimate_particle_memory", "BACKWARDS", "DEFAULT_BACKWARD", "default_singular_tol"]
@@ -741,12 +742,7 @@ class ParticleProblem(_driver.Problem):
         The = _sym(to_host(state_d["The"]))
         s_eig = t_eig = np.full(L, np.nan)
         if o["eigenvalues"]:
-            # a diverged run's kernels are not finite: their eigenvalues stay NaN
-            ok = lambda A: np.isfinite(A).all(axis=(1, 2))  # noqa: E731
-            A64 = Sig.astype(np.float64)
-            s_eig = np.where(ok(A64), np.linalg.eigvalsh(np.where(ok(A64)[:, None, None], A64, 0.0))[:, 0], np.nan)
-            A64 = The.astype(np.float64)
-            t_eig = np.where(ok(A64), np.linalg.eigvalsh(np.where(ok(A64)[:, None, None], A64, 0.0))[:, 0], np.nan)
+            s_eig, t_eig = _min_eigs(Sig), _min_eigs(The)  # NaN for layers a divergence left non-finite
         feats = grads = None
         if st.record_paths:
             prog = _program(st)
@@ -805,6 +801,16 @@ class _LossFn:
         return jnp.mean(loss_value(st.loss, out["ftest"][-1], jnp.asarray(self.Y_test, dtype)))
 
 
+def _min_eigs(M):
+    """Smallest eigenvalue of each (K, K) matrix of M (L, K, K); NaN where M has non-finite entries."""
+    M = np.asarray(M, np.float64)
+    out = np.full(M.shape[0], np.nan)
+    ok = np.all(np.isfinite(M), axis=(1, 2))
+    if ok.any():
+        out[ok] = np.linalg.eigvalsh(M[ok])[:, 0]
+    return out
+
+
 _STORAGE = ("float64", "float32", "bfloat16", "float16")
 
 
@@ -846,28 +852,19 @@ def particle_problem(
         raise ValueError("alpha: the NFD limit fixes α = 1/√n (depth-μP); do not override alpha")
     if net.block != "pre":
         raise ValueError(f"block: the particle solver implements pre-activation blocks (Eq. 1), got {net.block!r}")
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
-    if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or particles < 2:
-        raise ValueError(f"particles must be an integer ≥ 2, got {particles!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if on_singular not in ("warn", "regularize", "raise"):
-        raise ValueError(f"on_singular must be 'warn', 'regularize' or 'raise', got {on_singular!r}")
-    if noise not in ("store", "regenerate"):
-        raise ValueError(f"noise must be 'store' or 'regenerate', got {noise!r}")
-    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size)
+    check_choice("backward", backward, BACKWARDS)
+    particles = check_int("particles", particles, min=2)
+    seed = check_seed(seed)
+    check_choice("on_singular", on_singular, ("warn", "regularize", "raise"))
+    check_choice("noise", noise, ("store", "regenerate"))
+    check_bool("record_paths", record_paths)
+    check_bool("eigenvalues", eigenvalues)
+    max_memory = check_bytes("max_memory", max_memory)
+    dtype = check_dtype("dtype", dtype)
+    X, Y = check_data(X, Y, loss=net.loss, batch_size=batch_size, dtype=dtype)
     if X.shape[1] != net.input_dim:
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
-    X_test = check_test_inputs(X_test, net.input_dim)
-    try:
-        dtype = jnp.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True) first")
+    X_test = check_test_inputs(X_test, net.input_dim, dtype=dtype)
     if storage_dtype is None:
         sdt = dtype
     else:
@@ -880,8 +877,8 @@ def particle_problem(
                              f"got {storage_dtype!r}")
     if singular_tol is None:
         singular_tol = default_singular_tol(dtype)
-    if not (0 <= float(singular_tol) < 1):
-        raise ValueError(f"singular_tol must be in [0, 1), got {singular_tol!r}")
+    singular_tol = check_float("singular_tol", singular_tol, sign="non-negative", max=1, max_open=True,
+                               what="a number in [0, 1) or None")
 
     K = X.shape[0]
     B = int(batch_size)
@@ -891,7 +888,7 @@ def particle_problem(
     L = net.depth
     if noise_depth is None:
         noise_depth = L
-    if isinstance(noise_depth, bool) or not isinstance(noise_depth, (int, np.integer)) or noise_depth % L:
+    if not isinstance(noise_depth, (int, np.integer)) or isinstance(noise_depth, bool) or noise_depth < L or noise_depth % L:
         raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
     devs = resolve_devices(devices)
     D = 1 if devs is None else len(devs)
@@ -923,7 +920,7 @@ def particle_problem(
     Ys = Y.reshape(steps, B)
     Xt = X_test if N else np.zeros((0, net.input_dim))
     sqrt_tau = math.sqrt(net.tau)
-    args = (jax.random.PRNGKey(int(seed)), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
+    args = (seed_key(seed), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
             jnp.asarray(rates, dtype), jnp.asarray(sqrt_tau, dtype), jnp.asarray(singular_tol, dtype))
     ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
     fingerprint = _checkpoint.fingerprint((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol)),
@@ -955,7 +952,7 @@ def solve_particles_network(
     See :func:`solve_particles` for the arguments: :func:`particle_problem` validates the
     problem, :func:`nfd._driver.run` runs it (checkpoints, progress, divergence policy).
     """
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="particle solver")
     check_policy(on_divergence)
     prob = particle_problem(net, X, Y, particles=particles, **kwargs)
     return _driver.run(prob, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
@@ -1042,13 +1039,10 @@ def solve_particles(
         >>> sol.outputs.shape, sol.sigma.shape
         ((4,), (8, 4, 4))
     """
-    X_arr = np.asarray(X)
-    if X_arr.ndim != 2:
-        raise ValueError(f"X must have shape (K, d) (one row per SGD sample), got shape {X_arr.shape}")
+    X_arr = check_inputs_2d(X)
     net = ResNet(
         depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block="pre",
-        parameterization="depth_mup", lr=lr, frozen=tuple(frozen) if not isinstance(frozen, str) else (frozen,),
-        loss=loss,
+        parameterization="depth_mup", lr=lr, frozen=frozen, loss=loss,
     )
     return solve_particles_network(net, X, Y, particles=particles, backward=backward, seed=seed, **kwargs)
 

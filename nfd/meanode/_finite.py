@@ -17,10 +17,8 @@ both run :mod:`nfd.meanode._core`, so the finite network and the limit solver ca
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,7 +27,7 @@ from .._results import Status, result
 from .._memory import check_memory
 from .._model import MeanODEResNet
 from .._sharding import check_divisible, make_mesh, resolve_devices, shard_along, to_host
-from .._validate import check_seeds
+from .._validate import check_array, check_dtype, check_seed, check_seeds
 from ._core import hyper_array, jitted, jitted_run, static_of, train_bytes  # noqa: F401 (re-exported)
 
 __all__ = ["simulate_resnet", "simulate_resnet_network", "ResNetResult", "check_vector_data", "draw_weights"]
@@ -75,14 +73,8 @@ class ResNetResult:
 
 def check_vector_data(X, Y, dim=None):
     """Validate a training set X (n, D), Y (n, D) (vector outputs in R^D) and return numpy arrays."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("X must be a numeric array of shape (n, D)") from None
-    try:
-        Y = np.asarray(Y, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("Y must be a numeric array of shape (n, D)") from None
+    X = check_array("X", X, shape_doc="(n, D)", allow_empty=True, finite=False)  # complex refused
+    Y = check_array("Y", Y, shape_doc="(n, D)", allow_empty=True, finite=False)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must have shape (n, D) with n, D ≥ 1, got shape {X.shape}")
     if Y.shape != X.shape:
@@ -116,12 +108,7 @@ def _check_forward_steps(forward_steps, steps):
 
 
 def _dtype(dtype):
-    dt = jnp.dtype(dtype)
-    if dt not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dt == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    return dt
+    return check_dtype("dtype", dtype)
 
 
 def _jitted_pieces(net, L, steps, forward_steps, lazy):
@@ -195,8 +182,7 @@ def simulate_resnet_network(net: MeanODEResNet, X, Y, *, steps: int, seeds: int 
     X, Y = check_vector_data(X, Y, net.dim)
     steps = _check_steps(steps)
     seeds = check_seeds(seeds)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
     devs = resolve_devices(devices)
     if devs is not None:
         check_divisible(seeds, devs, "seeds")

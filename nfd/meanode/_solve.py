@@ -60,6 +60,7 @@ from .._model import MeanODEResNet
 from .. import _checkpoint, _driver
 from .._divergence import Divergence, check_policy, find
 from .._results import Status, result
+from .._validate import check_bool, check_bytes, check_choice, check_fits, check_int, check_seed
 from .._sharding import check_divisible, make_mesh, place, resolve_devices, shard_along, to_host
 from ._core import hyper_array, jitted, static_of, train_bytes
 from ._finite import _check_forward_steps, _check_steps, _dtype, check_vector_data
@@ -155,14 +156,11 @@ def sample_particles(net: MeanODEResNet, P: int, *, sampler: str = "sobol_antith
 
 
 def _check_choice(name, val, options):
-    if val not in options:
-        raise ValueError(f"{name} must be one of {options}, got {val!r}")
+    check_choice(name, val, options)
 
 
 def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+    return check_int(name, v, min=1)
 
 
 _OUT_NAMES = ("outputs", "losses", "u_displacement", "v_displacement", "forward")
@@ -367,12 +365,16 @@ def mean_ode_problem(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 100, p
     _check_choice("sampler", sampler, SAMPLERS)
     _check_choice("coupling", coupling, COUPLINGS)
     R = _pos_int("replicates", replicates)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
+    max_memory = check_bytes("max_memory", max_memory)
+    check_bool("lazy", lazy)
+    check_bool("richardson", richardson)
     fsteps = _check_forward_steps(forward_steps, steps)
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dt = _dtype(dtype)
+    check_fits("X", X, dt)
+    check_fits("Y", Y, dt)
     if sampler in ("antithetic", "sobol_antithetic") and not net.unit.odd_in_v:
         raise ValueError(f"sampler={sampler!r} needs a unit odd in v; use 'iid' or 'sobol'")
     p_u, p_v = net.param_sizes
@@ -457,7 +459,7 @@ def solve_mean_ode_network(net: MeanODEResNet, X, Y, *, steps: int, grid: int = 
         >>> res.outputs.shape
         (4, 4, 3)
     """
-    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every)
+    checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="solve_mean_ode")
     check_policy(on_divergence)
     t0 = time.perf_counter()
     prob = mean_ode_problem(net, X, Y, steps=steps, grid=grid, particles=particles, sampler=sampler,
