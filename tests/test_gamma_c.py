@@ -22,6 +22,9 @@ import pytest
 import nfd
 from nfd.limits._gamma_c import estimate_gamma_c_memory, gamma_c_network, solve_gamma_c
 
+# float64 throughout (round-off comparisons / the Γ/C recursion): 64-bit on for this file only
+pytestmark = pytest.mark.usefixtures("x64")
+
 Z = 4.0
 # finite-width bias allowance BIAS/n.  Measured with 256 seeds at depth 8 for the configurations
 # of this file (frozen U, v with lr 1 on 3 and 4 steps at n = 64, 128; all trained with lr 0.3 at

@@ -46,6 +46,7 @@ def test_euler_recursion_converges_to_the_ode_with_order_one(activation):
         assert -1.1 < slope < -0.9, (slope, e)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("activation", ["tanh", pytest.param("relu", marks=pytest.mark.slow)])
 def test_particles_match_the_deterministic_recursion(activation):
     """Euler–Maruyama particles (variance and covariance of two inputs, forward and backward)

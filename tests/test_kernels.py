@@ -97,6 +97,7 @@ def test_depth_recursion_converges_at_rate_one_over_L(X, activation):
     assert abs(fit.slope + 1.0) < 0.1, fit.slope
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_depth_recursion_matches_finite_networks():
     # Finite networks with lr = 0 are forward passes at initialisation: record h_L for each input and
     # compare the seed average of ⟨h_L(a), h_L(b)⟩/n with the infinite-width depth-L recursion.
@@ -171,6 +172,7 @@ def test_noiseless_regression_interpolates():
     assert np.isclose(rkhs_norm(C, Y) ** 2, Y @ np.linalg.solve(C, Y))
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 def test_float32_default():
     X32 = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)

@@ -94,6 +94,7 @@ def test_mean_and_variance_formulas_against_sampling(X):
         assert np.all(np.abs(sim.var(0)[nz] / var[nz] - 1) <= 4 * np.sqrt(2 / S))
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_wide_networks_match_lazy_mean_dynamics():
     # Mean over seeds of finite α = 1 networks (width 256, depth 4, ReLU) vs the depth-4 lazy limit.
     # The limit's E[f_k] is deterministic; finite width adds an O(1/n) bias far below the Monte-Carlo
@@ -117,6 +118,7 @@ def test_wide_networks_match_lazy_mean_dynamics():
     assert resid < 0.25 * scale, (resid, scale)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 def test_conditional_error_shrinks_like_one_over_sqrt_width():
     # Residual of the per-network lazy prediction ∝ n^{-1/2} (NTK fluctuations and feature motion are

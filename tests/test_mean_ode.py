@@ -95,6 +95,7 @@ def _numpy_train(U, V, X, Y, steps, alpha, lr_u, lr_v):
     return np.array(outs)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_finite_resnet_matches_numpy_backprop():
     X, Y = _data()
     rng = np.random.default_rng(2)
@@ -110,6 +111,7 @@ def test_finite_resnet_matches_numpy_backprop():
     np.testing.assert_allclose(r.forward[0, 0, 0], X, rtol=0, atol=0)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_generic_unit_equals_builtin_mlp():
     X, Y = _data()
     user = Unit("my_mlp", lambda x, u, v, rho: v * rho(jnp.dot(u, x) / x.shape[0]), lambda D: (D, D))
@@ -118,6 +120,7 @@ def test_generic_unit_equals_builtin_mlp():
     np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_seeds_are_independent_and_reproducible():
     X, Y = _data()
     r1 = simulate_resnet(X, Y, depth=4, hidden=2, steps=K, seeds=2, seed=7, dtype=F64)
@@ -134,6 +137,7 @@ def test_seeds_are_independent_and_reproducible():
 # ---- Mean ODE solver: weight-tied check, discretisation order, Richardson ----------------------
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_weight_tied_resnet_is_euler_mean_ode_and_converges_at_rate_one_over_L():
     X, Y = _data()
     net = nfd.MeanODEResNet(dim=5)
@@ -218,6 +222,7 @@ def test_mean_ode_tends_to_tangent_ode_as_alpha_grows():
 # ---- finite ResNet vs Mean ODE (Theorem 1) -------------------------------------------------------
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_finite_resnet_error_scales_with_L_and_LM():
     """Error ≈ a/L + b/√(LM): multiplying L and M by 4 divides both terms by 4."""
     X, Y = _data()

@@ -11,7 +11,7 @@ import pytest
 import nfd
 from nfd.meanode import simulate_resnet, simulate_resnet_network, solve_mean_ode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("x64")]  # float64 references: 64-bit on for this file only
 F64 = jnp.float64
 
 

@@ -97,6 +97,7 @@ def test_one_compilation_per_problem_size():
     assert _nfd.TRACE_COUNT[0] == before + 1  # a new size compiles once
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_paths_reproduce_outputs_and_kernels():
     """f̂ = E[g_L h_L] and Σ, Θ are particle means of the recorded paths (exact identities)."""
     X, Y = _data(3)
@@ -114,6 +115,7 @@ def test_paths_reproduce_outputs_and_kernels():
     assert np.all(sol.sigma_min_eig > 0) and np.all(sol.theta_min_eig > 0)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_test_inputs_do_not_feed_the_update_and_share_the_law():
     X, Y = _data(4)
     kw = dict(depth=3, particles=2048, activation="tanh", lr=0.5, dtype=jnp.float64, eigenvalues=False)
@@ -129,6 +131,7 @@ def test_test_inputs_do_not_feed_the_update_and_share_the_law():
     assert np.all(np.abs(diff.mean(0)) <= Z * _se(diff) + 1e-12), (diff.mean(0), _se(diff))
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_frozen_everything_equals_zero_learning_rate():
     X, Y = _data(3)
     kw = dict(depth=2, particles=512, activation="tanh", dtype=jnp.float64, eigenvalues=False)
@@ -140,6 +143,7 @@ def test_frozen_everything_equals_zero_learning_rate():
 # ---------------------------------------------------------------------------------------------
 # initialisation: closed-form kernel recursion
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("backward", ["gia", "exact"])
 def test_kernels_at_initialisation_match_deterministic_recursion(backward):
     """With lr = 0 every sample sees the initial network: Σ_{ℓ-1} and Θ_ℓ over two inputs must
@@ -162,6 +166,7 @@ def test_kernels_at_initialisation_match_deterministic_recursion(backward):
 # ---------------------------------------------------------------------------------------------
 # training: finite networks (fast version; the slow suite covers activations, widths, options)
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_both_modes_match_their_finite_networks_and_differ_from_each_other():
     X, Y = _data(4)
     kw = dict(depth=4, activation="tanh", lr=1.0)
@@ -183,6 +188,7 @@ def test_both_modes_match_their_finite_networks_and_differ_from_each_other():
 # ---------------------------------------------------------------------------------------------
 # failure handling
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_duplicate_samples_are_regularised_or_raise():
     X, Y = _data(2)
     X = np.repeat(X, 2, axis=0)  # identical samples within one mini-batch: Σ and Θ are singular
@@ -234,6 +240,7 @@ SLOW_CASES = [
 ]
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 @pytest.mark.parametrize("activation, opts", SLOW_CASES)
 @pytest.mark.parametrize("mode", ["gia", "exact"])
@@ -261,6 +268,7 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
     assert np.all(np.abs(m2 - lm) <= Z * np.sqrt(s2**2 + lse**2) + 0.5 / n2), (m2, lm)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 def test_euler_maruyama_error_decays_with_fitted_order():
     """|f̂_L − f̂_64| after two updates (tanh, η_c = 1) for L = 1..8, with common random numbers
@@ -285,6 +293,7 @@ def test_euler_maruyama_error_decays_with_fitted_order():
     assert -1.4 < slope < -0.6, (slope, errs, ses)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_noise_depth_validation_and_default():
     X, Y = _data(2)
     kw = dict(depth=2, particles=128, activation="tanh", lr=0.5, dtype=jnp.float64, eigenvalues=False)

@@ -162,6 +162,7 @@ def test_divergence_in_a_chunked_run_reports_the_step():
 # ---------------------------------------------------------------------------------------------
 # noise regeneration and reduced-precision storage
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("backward", ["gia", "exact"])
 def test_regenerated_noise_equals_stored_noise(backward):
     X, Y, Xt = _data()
