@@ -140,9 +140,26 @@ def test_conditional_error_shrinks_like_one_over_sqrt_width():
 
 
 def test_divergence_reported_with_step(X):
+    """The exact step, by construction: full-batch GD on the mean predictor, f_0 = 0,
+    f_{t+1} = f_t − (lr/N)·K(f_t − y), grows along K's top eigenvector by g = lr·λ_max/N − 1 per
+    step.  With g ≈ 1e80: |f_3| ~ 1e240 (finite, far below the 1e300 guard), |f_4| ~ 1e320 > 1.8e308
+    (not finite), so the step is 4, whatever O(1) factors the kernel carries.  The same recursion
+    run in numpy float64 confirms it."""
+    Y = np.ones(6)
+    K = lazy_dynamics(X, Y, activation="relu", lr=0.1, steps=1).ntk
+    N = X.shape[0]
+    lr = 1e80 * N / np.linalg.eigvalsh(K)[-1]
+    f, first = np.zeros(N), None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, 10):
+            f = f - (lr / N) * K @ (f - Y)
+            if not np.all(np.isfinite(f)):
+                first = t
+                break
+    assert first == 4
     with pytest.raises(nfd.DivergenceError) as e:
-        lazy_dynamics(X, np.ones(6), activation="relu", lr=500.0, steps=3000)
-    assert e.value.step > 0
+        lazy_dynamics(X, Y, activation="relu", lr=lr, steps=10)
+    assert e.value.step == 4
 
 
 @pytest.mark.parametrize(

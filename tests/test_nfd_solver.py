@@ -216,14 +216,20 @@ def test_relu_zero_input_does_not_produce_nan():
 
 
 def test_divergence_reports_the_step():
-    X, Y = _data(6)
+    """The exact step, by construction (float32): the output at step 0 does not depend on lr or
+    y, so it is finite; the first update carries lr·(y_0 − f_0) ≈ 1e4·3e38, beyond float32's
+    3.4e38 by a factor 1e4 (more than any O(1) kernel or 1/particles factor can take back), so
+    the output at step 1 is not finite (inf, or NaN from inf·0)."""
+    X, _ = _data(6)
+    Y = np.zeros(6)
+    Y[0] = 3e38
+    kw = dict(depth=2, particles=256, activation="identity", lr=1e4, dtype=jnp.float32)
     with pytest.raises(nfd.DivergenceError) as e:
-        nfd.solve(X, 100 * Y, depth=2, particles=256, activation="identity", lr=1e4)
-    assert 0 < e.value.step < 6
+        nfd.solve(X, Y, **kw)
+    assert e.value.step == 1
     with pytest.warns(UserWarning, match="diverged"):
-        sol = nfd.solve(X, 100 * Y, depth=2, particles=256, activation="identity", lr=1e4, on_divergence="return",
-                        eigenvalues=False)
-    assert not np.all(np.isfinite(sol.outputs))
+        sol = nfd.solve(X, Y, on_divergence="return", eigenvalues=False, **kw)
+    assert np.isfinite(sol.outputs[0]) and not np.isfinite(sol.outputs[1])
 
 
 # ---------------------------------------------------------------------------------------------
