@@ -171,12 +171,19 @@ def test_both_modes_match_their_finite_networks_and_differ_from_each_other():
     X, Y = _data(4)
     kw = dict(depth=4, activation="tanh", lr=1.0)
     lim = {m: _runs(X, Y, 4, particles=4096, backward=m, dtype=jnp.float64, **kw) for m in ("gia", "exact")}
-    fin = {m: nfd.simulate(X, Y, width=256, seeds=48, backward=m, **kw) for m in ("decoupled", "coupled")}
+    n1, n2 = 128, 256
+    fins = {m: [nfd.simulate(X, Y, width=n, seeds=48, seed=i, backward=m, **kw) for i, n in enumerate((n1, n2))]
+            for m in ("decoupled", "coupled")}
+    fin = {m: f[1] for m, f in fins.items()}
     for lm, fm in (("gia", "decoupled"), ("exact", "coupled")):
-        # Z combined standard errors of the 48-seed finite mean and the 4-run particle mean, plus the
-        # O(1/n) finite-width bias bounded by 0.5/n (measured |bias|·n ≲ 0.2 at n = 128..512, slow test)
-        tol = Z * np.sqrt(fin[fm].stderr**2 + _se(lim[lm]) ** 2) + 0.5 / 256
-        assert np.all(np.abs(lim[lm].mean(0) - fin[fm].mean) <= tol), (lm, lim[lm].mean(0), fin[fm].mean, tol)
+        # the finite-width bias is O(1/n): Richardson in 1/n over two independent widths (distinct
+        # base seeds), a = (n2 m2 − n1 m1)/(n2 − n1), SE from the seed means' SEs; compared with the
+        # 4-run particle mean within Z combined standard errors (no fitted bias allowance)
+        (m1, s1), (m2, s2) = [(f.mean, f.stderr) for f in fins[fm]]
+        a = (n2 * m2 - n1 * m1) / (n2 - n1)
+        a_se = np.sqrt((n2 * s2) ** 2 + (n1 * s1) ** 2) / (n2 - n1)
+        tol = Z * np.sqrt(a_se**2 + _se(lim[lm]) ** 2)
+        assert np.all(np.abs(lim[lm].mean(0) - a) <= tol), (lm, lim[lm].mean(0), a, tol)
     # the two modes are distinguishable: after three steps the paired gap (same particle seeds)
     # exceeds Z standard errors, so neither finite comparison above could pass with the other mode
     gap = lim["exact"][:, -1] - lim["gia"][:, -1]
@@ -251,9 +258,10 @@ SLOW_CASES = [
 @pytest.mark.parametrize("activation, opts", SLOW_CASES)
 @pytest.mark.parametrize("mode", ["gia", "exact"])
 def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
-    """Two widths (128, 512) × 96 seeds; the 1/n extrapolation a of mean(n) = a + b/n must agree
-    with the limit within Z combined standard errors, and the widest network must agree directly
-    within Z standard errors plus the O(1/n) bias allowance 0.5/n."""
+    """Two widths (128, 512) × 96 seeds, independent (distinct base seeds); the 1/n extrapolation
+    a of mean(n) = a + b/n must agree with the limit within Z combined standard errors.  (A direct
+    comparison of the widest networks would need a bias allowance that nothing independent fixes,
+    so there is none.)"""
     X, Y = _data(6, seed=7)
     if opts.get("loss") == "logistic":
         Y = (Y > 0).astype(float)
@@ -262,7 +270,8 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
     lim = _runs(X, Y, 6, particles=8192, backward=mode, dtype=jnp.float64, **kw)
     fm = "decoupled" if mode == "gia" else "coupled"
     widths = (128, 512)
-    fins = [nfd.simulate(X, Y, width=n, seeds=96, backward=fm, dtype=jnp.float64, **kw) for n in widths]
+    fins = [nfd.simulate(X, Y, width=n, seeds=96, seed=i, backward=fm, dtype=jnp.float64, **kw)
+            for i, n in enumerate(widths)]
     lm, lse = lim.mean(0), _se(lim)
     m1, m2 = fins[0].mean, fins[1].mean
     s1, s2 = fins[0].stderr, fins[1].stderr
@@ -271,7 +280,6 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
     a = (n2 * m2 - n1 * m1) / (n2 - n1)
     a_se = np.sqrt((n2 * s2) ** 2 + (n1 * s1) ** 2) / (n2 - n1)
     assert np.all(np.abs(a - lm) <= Z * np.sqrt(a_se**2 + lse**2)), (a, lm, a_se)
-    assert np.all(np.abs(m2 - lm) <= Z * np.sqrt(s2**2 + lse**2) + 0.5 / n2), (m2, lm)
 
 
 @pytest.mark.usefixtures("x64")  # float64 reference
