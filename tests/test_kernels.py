@@ -172,13 +172,22 @@ def test_noiseless_regression_interpolates():
     assert np.isclose(rkhs_norm(C, Y) ** 2, Y @ np.linalg.solve(C, Y))
 
 
-@pytest.mark.usefixtures("x64")  # float64 reference
+@pytest.mark.default_config
 @pytest.mark.slow
 def test_float32_default():
+    """In the user's configuration (64-bit off) the kernel is float32 and agrees with the float64
+    kernel (64-bit on locally) to float32 round-off: rtol 1e-4 ≈ 800 float32 epsilons, for a
+    recursion of a few hundred float32 operations per entry with O(1) condition."""
+    import jax
+
+    assert not jax.config.jax_enable_x64
     X32 = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
     C = nngp_kernel(X32, activation="relu")
     assert C.dtype == np.float32
-    np.testing.assert_allclose(C, nngp_kernel(X32.astype(np.float64), activation="relu"), rtol=1e-4)
+    with jax.enable_x64(True):
+        ref = nngp_kernel(X32.astype(np.float64), activation="relu")
+    assert ref.dtype == np.float64
+    np.testing.assert_allclose(C, ref, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,7 @@ def test_conditional_error_shrinks_like_one_over_sqrt_width():
     assert abs(slope + 0.5) <= 3 * se_slope, (slope, se_slope, res)
 
 
+@pytest.mark.usefixtures("x64")  # the construction below counts float64 overflow (1.8e308)
 def test_divergence_reported_with_step(X):
     """The exact step, by construction: full-batch GD on the mean predictor, f_0 = 0,
     f_{t+1} = f_t − (lr/N)·K(f_t − y), grows along K's top eigenvector by g = lr·λ_max/N − 1 per
@@ -156,7 +157,7 @@ def test_divergence_reported_with_step(X):
     (not finite), so the step is 4, whatever O(1) factors the kernel carries.  The same recursion
     run in numpy float64 confirms it."""
     Y = np.ones(6)
-    K = lazy_dynamics(X, Y, activation="relu", lr=0.1, steps=1).ntk
+    K = np.asarray(lazy_dynamics(X, Y, activation="relu", lr=0.1, steps=1).ntk, np.float64)
     N = X.shape[0]
     lr = 1e80 * N / np.linalg.eigvalsh(K)[-1]
     f, first = np.zeros(N), None
