@@ -60,6 +60,7 @@ def _conditional_integral(name, deriv, a, b, c):
     return sum(pieces)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference (1e-10..1e-12 tolerances)
 @pytest.mark.parametrize("name", ["relu", "abs"])
 @pytest.mark.parametrize("cov", COVS[:4])
 def test_kinked_closed_forms_match_conditional_quadrature(name, cov):
@@ -105,6 +106,7 @@ def test_expectations_match_monte_carlo(name, cov):
         assert abs(ana - mc) <= 5 * se + 1e-12, (name, fn, ana, mc, se)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference (1e-10..1e-12 tolerances)
 def test_relu_and_erf_known_values():
     relu = get_activation("relu")
     # E[relu(z)^2] = q/2; E[relu'(u)relu'(v)] = 1/4 for independent u, v.
