@@ -36,6 +36,7 @@ def test_public_name():
     assert nfd.nngp_kernel is nngp_kernel
 
 
+@pytest.mark.usefixtures("x64")  # float64 ODE tolerances (rtol 1e-7)
 def test_identity_closed_form(X):
     # φ = identity: dC/dt = C, so C_T = e^T X Xᵀ/d exactly.
     for T in (0.5, 2.0):
@@ -68,6 +69,7 @@ def test_closed_form_and_quadrature_agree():
     np.testing.assert_allclose(C2, C1, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.usefixtures("x64")  # float64 ODE tolerances (rtol 1e-7)
 def test_cross_kernel_is_block_of_joint(X):
     # Closed-form ReLU: the cross kernel must equal the block of the joint Gram matrix up to the
     # ODE tolerance (rtol 1e-9 per step, ×e^T globally).
@@ -116,6 +118,7 @@ def test_depth_recursion_matches_finite_networks():
     assert np.all(np.abs(mean - C) <= 4 * se + 2.0 / n), (mean - C) / se
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_prop4_smallest_eigenvalue_positive_and_growing():
     # Distinct points on the sphere, N > d: for non-polynomial φ, λ_min(C_t) > 0 for t > 0 and,
     # since C_t − C_s is a PSD kernel, λ_min is non-decreasing in t. For φ = identity C_t = e^t XXᵀ/d
@@ -144,6 +147,7 @@ def test_prop5_rkhs_norms_decrease_and_kernel_differences_are_psd():
         assert np.linalg.eigvalsh(b - a)[0] > -1e-10 * np.abs(b).max()
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_gp_posterior_against_sklearn_kernel_ridge():
     from sklearn.kernel_ridge import KernelRidge
 

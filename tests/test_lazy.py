@@ -24,6 +24,7 @@ def _sim(X, Y, Xt, *, width, depth, lr, steps, seeds, activation="relu", seed=0,
     return res.outputs.reshape(seeds, steps, N), res.test_outputs
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_identity_closed_form(X):
     # φ = identity: H(t) = e^t c, G(t) = e^{T−t}, so H(T) = e^T c, input part G(0) c = e^T c,
     # hidden part ∫ G Φ = T e^T c; the finite-depth recursion gives (1+τ)^L c, (1+τ)^L c, T(1+τ)^{L−1} c.
@@ -42,6 +43,7 @@ def test_identity_closed_form(X):
     np.testing.assert_allclose(kL.hidden, T * (1 + T / L) ** (L - 1) * c, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_nngp_part_matches_nngp_kernel(X):
     k = lazy_kernels(X, activation="relu", T=1.0)
     np.testing.assert_allclose(k.nngp, nfd.nngp_kernel(X, activation="relu", T=1.0), rtol=1e-7)

@@ -43,6 +43,7 @@ def test_depth_recursion_converges_to_closed_form(data, backward, frozen):
         assert abs(linregress(np.log(Ls), np.log(err)).slope + 1) < 0.1, err
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_first_step_output_is_ntk_times_eta_y(data):
     # Coupled network: f¹(x) = η_c y K_NTK(x₀, x), the lazy NTK of the linear net ((2+T)e^T c for
     # all groups trained), computed independently by the lazy-limit ODE solver.

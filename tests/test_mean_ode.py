@@ -53,6 +53,7 @@ def test_model_defaults_and_rates():
         nfd.MeanODEResNet(dim=3).residual_scale
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_mlp_fast_path_matches_generic_vmap():
     rng = np.random.default_rng(1)
     H, U, V = rng.normal(size=(4, 6)), rng.normal(size=(7, 6)), rng.normal(size=(7, 6))
@@ -176,6 +177,7 @@ def test_richardson_is_second_order():
     assert all(r < e for r, e in zip(e_rich, e_euler))
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_antithetic_particles_make_the_initial_pass_exact():
     X, Y = _data()
     anti = solve_mean_ode(X, Y, steps=K, grid=8, particles=8, sampler="antithetic", replicates=2)
@@ -246,6 +248,7 @@ def test_finite_resnet_error_scales_with_L_and_LM():
 # ---- dispatch, results, bad input ----------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_solve_dispatch_and_result_shapes():
     X, Y = _data()
     r = nfd.solve(X, Y, method="mean_ode", steps=K, grid=8, particles=16, replicates=3, forward_steps=(0, 2, K))
