@@ -18,6 +18,7 @@ COVS = [
 ]
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("name", ["identity", "erf"])
 @pytest.mark.parametrize("cov", COVS)
 def test_closed_form_matches_quadrature_smooth(name, cov):
@@ -59,6 +60,7 @@ def _conditional_integral(name, deriv, a, b, c):
     return sum(pieces)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference (1e-10..1e-12 tolerances)
 @pytest.mark.parametrize("name", ["relu", "abs"])
 @pytest.mark.parametrize("cov", COVS[:4])
 def test_kinked_closed_forms_match_conditional_quadrature(name, cov):
@@ -85,6 +87,7 @@ def test_gauss_hermite_converges_to_kinked_closed_forms(name):
     assert slope < -0.8, (slope, errs)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("name", ["identity", "relu", "erf", "abs", "tanh", "gelu", "sigmoid"])
 @pytest.mark.parametrize("cov", COVS[:5])
 def test_expectations_match_monte_carlo(name, cov):
@@ -103,6 +106,7 @@ def test_expectations_match_monte_carlo(name, cov):
         assert abs(ana - mc) <= 5 * se + 1e-12, (name, fn, ana, mc, se)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference (1e-10..1e-12 tolerances)
 def test_relu_and_erf_known_values():
     relu = get_activation("relu")
     # E[relu(z)^2] = q/2; E[relu'(u)relu'(v)] = 1/4 for independent u, v.
@@ -114,6 +118,7 @@ def test_relu_and_erf_known_values():
     assert float(erf.expect_pair(q, q, q)) == pytest.approx(2 / np.pi * np.arcsin(2 * q / (1 + 2 * q)), rel=1e-12)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_gram_is_elementwise_and_symmetric():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(5, 3))

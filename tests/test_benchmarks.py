@@ -87,6 +87,7 @@ def test_run_all_rejects_unknown_study(tmp_path):
     assert r.returncode != 0 and "unknown studies" in r.stderr
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 def test_scaling_benchmark_tiny(tmp_path):
     """benchmarks/scaling.py --tiny (about 2 minutes): every device count runs, the sharded runs

@@ -124,6 +124,8 @@ def test_variance_and_bias_slopes():
     n = [e.width for e in es]
     v = fit_power_law(n, [e.variance for e in es], [e.variance_se for e in es])
     b = fit_power_law(n, [e.mean_bias_sq for e in es], [e.mean_bias_sq_se for e in es])
+    # FINDING: the + 0.2 (and the + 15% in test_variance_scales_as_one_over_width) is an allowance
+    # for next-order corrections sized from measured drift, not derived from an independent bound
     assert abs(v.slope + 1) < 3 * v.slope_se + 0.2, v
     assert abs(b.slope + 2) < 3 * b.slope_se + 0.2, b
 

@@ -46,15 +46,16 @@ def _load(name):
     return mod
 
 
-def _finite_numbers(obj):
+def _numbers(obj, path=""):
+    """(path, value) of every float in the example's returned results."""
     if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _finite_numbers(v)
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}/{k}")
     elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _finite_numbers(v)
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}[{i}]")
     elif isinstance(obj, float):
-        yield obj
+        yield path, obj
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -65,8 +66,12 @@ def test_example_runs_and_writes_its_figure(name, tmp_path):
     res = _load(name).main([*SMALL[name], "--out", str(out)])
     plt.close("all")
     assert out.exists() and out.stat().st_size > 5000
-    nums = list(_finite_numbers(res))
-    assert nums and all(math.isfinite(x) or math.isnan(x) for x in nums)
+    nums = list(_numbers(res))
+    # every reported number is finite: a NaN (e.g. a standard error of one seed, a fit through one
+    # point) is a result the example should not report at all, never a success
+    assert nums, "the example returned no numbers"
+    bad = [(p, x) for p, x in nums if not math.isfinite(x)]
+    assert not bad, f"non-finite results: {bad[:10]}"
 
 
 @pytest.mark.parametrize("name", sorted(set(SMALL) | set(SEPARATE)))

@@ -15,6 +15,9 @@ import pytest
 import nfd
 from nfd.finite._dense import simulate_dense
 
+# float64 throughout (round-off comparisons / the Γ/C recursion): 64-bit on for this file only
+pytestmark = pytest.mark.usefixtures("x64")
+
 RECORD = ("features", "grads", "frozen")
 
 

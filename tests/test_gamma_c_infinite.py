@@ -13,6 +13,9 @@ import pytest
 from nfd.limits._gamma_c import solve_gamma_c
 from nfd.limits._gamma_c_infinite import INFINITE_ORDER, richardson, solve_gamma_c_infinite
 
+# float64 throughout (round-off comparisons / the Γ/C recursion): 64-bit on for this file only
+pytestmark = pytest.mark.usefixtures("x64")
+
 X3 = np.array([[1.0], [-0.7], [0.5]])
 Y3 = np.array([0.8, -0.5, 0.3])
 

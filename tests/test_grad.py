@@ -15,6 +15,9 @@ import pytest
 import nfd
 from nfd._grad import limit_loss_and_grad, limit_loss_fn, optimal_lr
 
+# float64 throughout (round-off comparisons / the Γ/C recursion): 64-bit on for this file only
+pytestmark = pytest.mark.usefixtures("x64")
+
 EPS = float(jnp.finfo(jnp.float64).eps)
 
 

@@ -36,6 +36,7 @@ def test_public_name():
     assert nfd.nngp_kernel is nngp_kernel
 
 
+@pytest.mark.usefixtures("x64")  # float64 ODE tolerances (rtol 1e-7)
 def test_identity_closed_form(X):
     # φ = identity: dC/dt = C, so C_T = e^T X Xᵀ/d exactly.
     for T in (0.5, 2.0):
@@ -68,6 +69,7 @@ def test_closed_form_and_quadrature_agree():
     np.testing.assert_allclose(C2, C1, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.usefixtures("x64")  # float64 ODE tolerances (rtol 1e-7)
 def test_cross_kernel_is_block_of_joint(X):
     # Closed-form ReLU: the cross kernel must equal the block of the joint Gram matrix up to the
     # ODE tolerance (rtol 1e-9 per step, ×e^T globally).
@@ -97,6 +99,7 @@ def test_depth_recursion_converges_at_rate_one_over_L(X, activation):
     assert abs(fit.slope + 1.0) < 0.1, fit.slope
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_depth_recursion_matches_finite_networks():
     # Finite networks with lr = 0 are forward passes at initialisation: record h_L for each input and
     # compare the seed average of ⟨h_L(a), h_L(b)⟩/n with the infinite-width depth-L recursion.
@@ -115,6 +118,7 @@ def test_depth_recursion_matches_finite_networks():
     assert np.all(np.abs(mean - C) <= 4 * se + 2.0 / n), (mean - C) / se
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_prop4_smallest_eigenvalue_positive_and_growing():
     # Distinct points on the sphere, N > d: for non-polynomial φ, λ_min(C_t) > 0 for t > 0 and,
     # since C_t − C_s is a PSD kernel, λ_min is non-decreasing in t. For φ = identity C_t = e^t XXᵀ/d
@@ -143,6 +147,7 @@ def test_prop5_rkhs_norms_decrease_and_kernel_differences_are_psd():
         assert np.linalg.eigvalsh(b - a)[0] > -1e-10 * np.abs(b).max()
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_gp_posterior_against_sklearn_kernel_ridge():
     from sklearn.kernel_ridge import KernelRidge
 
@@ -171,12 +176,22 @@ def test_noiseless_regression_interpolates():
     assert np.isclose(rkhs_norm(C, Y) ** 2, Y @ np.linalg.solve(C, Y))
 
 
+@pytest.mark.default_config
 @pytest.mark.slow
 def test_float32_default():
+    """In the user's configuration (64-bit off) the kernel is float32 and agrees with the float64
+    kernel (64-bit on locally) to float32 round-off: rtol 1e-4 ≈ 800 float32 epsilons, for a
+    recursion of a few hundred float32 operations per entry with O(1) condition."""
+    import jax
+
+    assert not jax.config.jax_enable_x64
     X32 = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
     C = nngp_kernel(X32, activation="relu")
     assert C.dtype == np.float32
-    np.testing.assert_allclose(C, nngp_kernel(X32.astype(np.float64), activation="relu"), rtol=1e-4)
+    with jax.enable_x64(True):
+        ref = nngp_kernel(X32.astype(np.float64), activation="relu")
+    assert ref.dtype == np.float64
+    np.testing.assert_allclose(C, ref, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ def test_depth_recursion_converges_to_closed_form(data, backward, frozen):
         assert abs(linregress(np.log(Ls), np.log(err)).slope + 1) < 0.1, err
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_first_step_output_is_ntk_times_eta_y(data):
     # Coupled network: f¹(x) = η_c y K_NTK(x₀, x), the lazy NTK of the linear net ((2+T)e^T c for
     # all groups trained), computed independently by the lazy-limit ODE solver.
@@ -79,6 +80,7 @@ def test_paper_setting_corrected_formula_and_printed_errors():
     assert np.abs(np.gradient(G_printed, tau) + G_printed).max() > 0.5
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("backward, mode", [("coupled", "exact"), ("decoupled", "gia")])
 def test_against_particle_solver(data, backward, mode):
     # Particle solver (another formulation of the same infinite-width limit). Its kernels are particle
@@ -111,6 +113,7 @@ def _finite(x0, x1, *, width, depth, seeds, backward, lr=0.5, y=1.0, frozen=(), 
     return k, res.outputs[:, 1]
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_against_finite_networks_and_coupled_decoupled_gap(data):
     # Coupled width-128 networks (48 seeds) vs the depth-L formula: per-layer kernel and the output
     # within 4 standard errors of the seed mean plus 3/n for the O(1/n) finite-width bias (it enters
@@ -128,6 +131,7 @@ def test_against_finite_networks_and_coupled_decoupled_gap(data):
     assert abs(k.mean(0)[-1] - rd.H1[-1, 0, 0]) > 8 * se[-1], (k.mean(0)[-1], rd.H1[-1, 0, 0], se[-1])
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 @pytest.mark.parametrize("backward, frozen", CONFIGS)
 def test_against_finite_networks_all_configs(data, backward, frozen):

@@ -64,6 +64,7 @@ def _points(kw, tmp_path, monkeypatch):
     ],
     ids=["independent-2replicates", "common-lazy-richardson"],
 )
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_resume_after_every_step_is_bit_identical(tmp_path, monkeypatch, opts):
     X, Y = _data()
     kw = dict(steps=4, grid=6, particles=16, forward_steps=(0, 2, 4), dtype=jnp.float64, **opts)
@@ -109,6 +110,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow  # ~7 s; the same kill/resume path of nfd.simulate runs in the default suite
 def test_killed_process_resumes_bit_identically(tmp_path):
     path = str(tmp_path / "killed.npz")
@@ -121,6 +123,7 @@ def test_killed_process_resumes_bit_identically(tmp_path):
     _assert_identical(solve_mean_ode(X, Y, checkpoint=path, **kw), solve_mean_ode(X, Y, **kw))
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_checkpoint_of_another_problem_is_refused(tmp_path):
     X, Y = _data()
     kw = dict(steps=2, grid=4, particles=8, replicates=1, dtype=jnp.float64)

@@ -97,6 +97,7 @@ def test_one_compilation_per_problem_size():
     assert _nfd.TRACE_COUNT[0] == before + 1  # a new size compiles once
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_paths_reproduce_outputs_and_kernels():
     """f̂ = E[g_L h_L] and Σ, Θ are particle means of the recorded paths (exact identities)."""
     X, Y = _data(3)
@@ -114,6 +115,7 @@ def test_paths_reproduce_outputs_and_kernels():
     assert np.all(sol.sigma_min_eig > 0) and np.all(sol.theta_min_eig > 0)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_test_inputs_do_not_feed_the_update_and_share_the_law():
     X, Y = _data(4)
     kw = dict(depth=3, particles=2048, activation="tanh", lr=0.5, dtype=jnp.float64, eigenvalues=False)
@@ -129,6 +131,7 @@ def test_test_inputs_do_not_feed_the_update_and_share_the_law():
     assert np.all(np.abs(diff.mean(0)) <= Z * _se(diff) + 1e-12), (diff.mean(0), _se(diff))
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_frozen_everything_equals_zero_learning_rate():
     X, Y = _data(3)
     kw = dict(depth=2, particles=512, activation="tanh", dtype=jnp.float64, eigenvalues=False)
@@ -140,6 +143,7 @@ def test_frozen_everything_equals_zero_learning_rate():
 # ---------------------------------------------------------------------------------------------
 # initialisation: closed-form kernel recursion
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.parametrize("backward", ["gia", "exact"])
 def test_kernels_at_initialisation_match_deterministic_recursion(backward):
     """With lr = 0 every sample sees the initial network: Σ_{ℓ-1} and Θ_ℓ over two inputs must
@@ -162,16 +166,24 @@ def test_kernels_at_initialisation_match_deterministic_recursion(backward):
 # ---------------------------------------------------------------------------------------------
 # training: finite networks (fast version; the slow suite covers activations, widths, options)
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_both_modes_match_their_finite_networks_and_differ_from_each_other():
     X, Y = _data(4)
     kw = dict(depth=4, activation="tanh", lr=1.0)
     lim = {m: _runs(X, Y, 4, particles=4096, backward=m, dtype=jnp.float64, **kw) for m in ("gia", "exact")}
-    fin = {m: nfd.simulate(X, Y, width=256, seeds=48, backward=m, **kw) for m in ("decoupled", "coupled")}
+    n1, n2 = 128, 256
+    fins = {m: [nfd.simulate(X, Y, width=n, seeds=48, seed=i, backward=m, **kw) for i, n in enumerate((n1, n2))]
+            for m in ("decoupled", "coupled")}
+    fin = {m: f[1] for m, f in fins.items()}
     for lm, fm in (("gia", "decoupled"), ("exact", "coupled")):
-        # Z combined standard errors of the 48-seed finite mean and the 4-run particle mean, plus the
-        # O(1/n) finite-width bias bounded by 0.5/n (measured |bias|·n ≲ 0.2 at n = 128..512, slow test)
-        tol = Z * np.sqrt(fin[fm].stderr**2 + _se(lim[lm]) ** 2) + 0.5 / 256
-        assert np.all(np.abs(lim[lm].mean(0) - fin[fm].mean) <= tol), (lm, lim[lm].mean(0), fin[fm].mean, tol)
+        # the finite-width bias is O(1/n): Richardson in 1/n over two independent widths (distinct
+        # base seeds), a = (n2 m2 − n1 m1)/(n2 − n1), SE from the seed means' SEs; compared with the
+        # 4-run particle mean within Z combined standard errors (no fitted bias allowance)
+        (m1, s1), (m2, s2) = [(f.mean, f.stderr) for f in fins[fm]]
+        a = (n2 * m2 - n1 * m1) / (n2 - n1)
+        a_se = np.sqrt((n2 * s2) ** 2 + (n1 * s1) ** 2) / (n2 - n1)
+        tol = Z * np.sqrt(a_se**2 + _se(lim[lm]) ** 2)
+        assert np.all(np.abs(lim[lm].mean(0) - a) <= tol), (lm, lim[lm].mean(0), a, tol)
     # the two modes are distinguishable: after three steps the paired gap (same particle seeds)
     # exceeds Z standard errors, so neither finite comparison above could pass with the other mode
     gap = lim["exact"][:, -1] - lim["gia"][:, -1]
@@ -183,6 +195,7 @@ def test_both_modes_match_their_finite_networks_and_differ_from_each_other():
 # ---------------------------------------------------------------------------------------------
 # failure handling
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_duplicate_samples_are_regularised_or_raise():
     X, Y = _data(2)
     X = np.repeat(X, 2, axis=0)  # identical samples within one mini-batch: Σ and Θ are singular
@@ -210,14 +223,20 @@ def test_relu_zero_input_does_not_produce_nan():
 
 
 def test_divergence_reports_the_step():
-    X, Y = _data(6)
+    """The exact step, by construction (float32): the output at step 0 does not depend on lr or
+    y, so it is finite; the first update carries lr·(y_0 − f_0) ≈ 1e4·3e38, beyond float32's
+    3.4e38 by a factor 1e4 (more than any O(1) kernel or 1/particles factor can take back), so
+    the output at step 1 is not finite (inf, or NaN from inf·0)."""
+    X, _ = _data(6)
+    Y = np.zeros(6)
+    Y[0] = 3e38
+    kw = dict(depth=2, particles=256, activation="identity", lr=1e4, dtype=jnp.float32)
     with pytest.raises(nfd.DivergenceError) as e:
-        nfd.solve(X, 100 * Y, depth=2, particles=256, activation="identity", lr=1e4)
-    assert 0 < e.value.step < 6
+        nfd.solve(X, Y, **kw)
+    assert e.value.step == 1
     with pytest.warns(UserWarning, match="diverged"):
-        sol = nfd.solve(X, 100 * Y, depth=2, particles=256, activation="identity", lr=1e4, on_divergence="return",
-                        eigenvalues=False)
-    assert not np.all(np.isfinite(sol.outputs))
+        sol = nfd.solve(X, Y, on_divergence="return", eigenvalues=False, **kw)
+    assert np.isfinite(sol.outputs[0]) and not np.isfinite(sol.outputs[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,13 +253,15 @@ SLOW_CASES = [
 ]
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 @pytest.mark.parametrize("activation, opts", SLOW_CASES)
 @pytest.mark.parametrize("mode", ["gia", "exact"])
 def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
-    """Two widths (128, 512) × 96 seeds; the 1/n extrapolation a of mean(n) = a + b/n must agree
-    with the limit within Z combined standard errors, and the widest network must agree directly
-    within Z standard errors plus the O(1/n) bias allowance 0.5/n."""
+    """Two widths (128, 512) × 96 seeds, independent (distinct base seeds); the 1/n extrapolation
+    a of mean(n) = a + b/n must agree with the limit within Z combined standard errors.  (A direct
+    comparison of the widest networks would need a bias allowance that nothing independent fixes,
+    so there is none.)"""
     X, Y = _data(6, seed=7)
     if opts.get("loss") == "logistic":
         Y = (Y > 0).astype(float)
@@ -249,7 +270,8 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
     lim = _runs(X, Y, 6, particles=8192, backward=mode, dtype=jnp.float64, **kw)
     fm = "decoupled" if mode == "gia" else "coupled"
     widths = (128, 512)
-    fins = [nfd.simulate(X, Y, width=n, seeds=96, backward=fm, dtype=jnp.float64, **kw) for n in widths]
+    fins = [nfd.simulate(X, Y, width=n, seeds=96, seed=i, backward=fm, dtype=jnp.float64, **kw)
+            for i, n in enumerate(widths)]
     lm, lse = lim.mean(0), _se(lim)
     m1, m2 = fins[0].mean, fins[1].mean
     s1, s2 = fins[0].stderr, fins[1].stderr
@@ -258,9 +280,9 @@ def test_limit_matches_finite_networks_with_width_trend(activation, opts, mode):
     a = (n2 * m2 - n1 * m1) / (n2 - n1)
     a_se = np.sqrt((n2 * s2) ** 2 + (n1 * s1) ** 2) / (n2 - n1)
     assert np.all(np.abs(a - lm) <= Z * np.sqrt(a_se**2 + lse**2)), (a, lm, a_se)
-    assert np.all(np.abs(m2 - lm) <= Z * np.sqrt(s2**2 + lse**2) + 0.5 / n2), (m2, lm)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 @pytest.mark.slow
 def test_euler_maruyama_error_decays_with_fitted_order():
     """|f̂_L − f̂_64| after two updates (tanh, η_c = 1) for L = 1..8, with common random numbers
@@ -281,13 +303,27 @@ def test_euler_maruyama_error_decays_with_fitted_order():
     errs, ses = np.array(errs), np.array(ses)
     assert np.all(errs[1:] > Z * ses[1:]), (errs, ses)  # L = 2, 4, 8 resolved above the particle noise
     slope = np.polyfit(np.log(Ls), np.log(errs), 1)[0]
-    # ±0.4 ≈ 3 standard errors of the fitted slope given the ~20% relative error of the L = 1 point
-    assert -1.4 < slope < -0.6, (slope, errs, ses)
+    # the least-squares slope is Σ c_i log e_i with c_i = (x_i − x̄)/Σ(x − x̄)²; the SE of log e_i is
+    # se_i/e_i (delta method), the depths' errors are independent runs, so SE² = Σ c_i² (se_i/e_i)²;
+    # theory order 1 within 3 of these SEs (the O(1/L²) remainder and f̂_64's own O(1/64) error are
+    # not in this SE: FINDING, a failure here may be them rather than the order)
+    x = np.log(Ls)
+    c = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+    se_slope = math.sqrt(((c * ses / errs) ** 2).sum())
+    assert abs(slope + 1.0) <= 3 * se_slope, (slope, se_slope, errs, ses)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_noise_depth_validation_and_default():
     X, Y = _data(2)
     kw = dict(depth=2, particles=128, activation="tanh", lr=0.5, dtype=jnp.float64, eigenvalues=False)
     with pytest.raises(ValueError, match="noise_depth"):
         nfd.solve(X, Y, noise_depth=3, **kw)
-    np.testing.assert_array_equal(nfd.solve(X, Y, **kw).outputs, nfd.solve(X, Y, noise_depth=2, **kw).outputs)
+    # The default is documented as noise_depth = depth (each layer's normals drawn directly).  Comparing
+    # the default with an explicit noise_depth=2 (= depth) would pass by construction; instead check
+    # the recorded default, and that refining the Brownian path (noise_depth=4) changes the draws.
+    default = nfd.solve(X, Y, **kw)
+    assert default.config["noise_depth"] == kw["depth"]
+    refined = nfd.solve(X, Y, noise_depth=4, **kw)
+    assert refined.config["noise_depth"] == 4
+    assert not np.array_equal(default.outputs, refined.outputs)

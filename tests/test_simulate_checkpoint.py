@@ -176,6 +176,7 @@ def test_bad_checkpoint_arguments(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference
 def test_checkpoint_stores_only_the_filled_history(tmp_path, monkeypatch):
     # P, Q hold K·L·n numbers per seed at the end but only k·L·n after step k: the file grows with k
     X, Y = _data(K=8)
