@@ -230,6 +230,12 @@ def _exponent_label(p: float) -> str:
 
 
 def _draw_points(ax, x, y, yerr, label, **kw):
+    # the y range the data need: the points and their upper bars; lower bars that reach below a
+    # quarter of the point (consistent with zero on a log axis) run off the bottom edge
+    lo = y if yerr is None else np.maximum(y - 2 * np.asarray(yerr, np.float64), y / 4)
+    hi = y if yerr is None else y + 2 * np.asarray(yerr, np.float64)
+    prev = getattr(ax, "_nfd_yrange", (np.inf, -np.inf))
+    ax._nfd_yrange = (min(prev[0], float(np.min(lo))), max(prev[1], float(np.max(hi))))
     if yerr is not None:
         yerr = np.asarray(yerr, np.float64)
         lower = np.minimum(2 * yerr, 0.999 * y)  # keep the bar on the positive axis
@@ -256,6 +262,8 @@ def _draw_fit_and_reference(ax, x, slope, prefactor, color, expected, expected_l
         if np.isfinite(anchor) and anchor > 0:
             e = _exponent_label(expected)
             lab = expected_label or f"expected slope {e} (${xlabel_var}^{{{e}}}$)"
+            if lab in [ln.get_label() for ln in ax.lines]:  # one legend entry per expected exponent
+                lab = "_" + lab
             ax.plot(xs, anchor * (xs / xc) ** expected, ":", color="0.35", lw=1.5, label=lab)
 
 
@@ -264,6 +272,10 @@ def _finish_log_log(ax, x, xlabel, ylabel, title):
     ax._nfd_xvalues = sorted(set(getattr(ax, "_nfd_xvalues", ())) | {float(v) for v in x})
     log_axis(ax, "x", ax._nfd_xvalues)
     log_axis(ax, "y")
+    lo, hi = getattr(ax, "_nfd_yrange", (np.nan, np.nan))
+    if np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi:
+        pad = (hi / lo) ** 0.06 if hi > lo else 1.5
+        ax.set_ylim(lo / pad, hi * pad)
     if xlabel:
         ax.set_xlabel(xlabel)
     if ylabel:
