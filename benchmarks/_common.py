@@ -195,7 +195,8 @@ def render(module, json_path: str, out_dir: str | None = None) -> str:
     with open(json_path) as f:
         doc = json.load(f)
     out = out_dir or os.path.dirname(os.path.abspath(json_path))
-    return os.path.join(out, savefig(module.plot(doc), out, doc.get("study") or module.STUDY))
+    name = os.path.splitext(os.path.basename(json_path))[0]
+    return os.path.join(out, savefig(module.plot(doc), out, name))
 
 
 def check_schema(doc: dict) -> list[str]:

@@ -51,12 +51,13 @@ def replot(out: str, names=None) -> list[str]:
     """Redraw ``<out>/<name>.png`` from ``<out>/<name>.json`` for every benchmark (no computation)."""
     written = []
     for name, modname in figure_modules().items():
-        path = os.path.join(out, f"{name}.json")
-        if (names and name not in names) or not os.path.exists(path):
+        if names and name not in names:
             continue
-        mod = importlib.import_module(modname)
-        written.append(_common.render(mod, path, out))
-        print(f"[run_all] replotted {written[-1]}", flush=True)
+        for path in (os.path.join(out, f"{name}.json"), os.path.join(out, f"{name}_full.json")):
+            if os.path.exists(path):
+                mod = importlib.import_module(modname)
+                written.append(_common.render(mod, path, out))
+                print(f"[run_all] replotted {written[-1]}", flush=True)
     return written
 
 
