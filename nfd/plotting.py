@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = ["plot_rates", "plot_slope_fit", "plot_kernel", "plot_particles", "plot_training", "plot_result",
-           "log_axis", "savefig", "check_figure", "describe", "RateFit", "format_number"]
+           "log_axis", "log_log", "savefig", "check_figure", "describe", "RateFit", "format_number"]
 
 
 def _ax(ax, figsize=(5, 4)):
@@ -142,6 +142,21 @@ def log_axis(ax, axis: str = "x", values=None, *, max_ticks: int = 9):
     a.set_major_formatter(FuncFormatter(lambda x, pos: format_number(x)))
     a.set_minor_locator(NullLocator())
     a.set_minor_formatter(NullFormatter())
+    return ax
+
+
+def log_log(ax, x_values=None, *, max_ticks: int = 9):
+    """Both axes logarithmic in the nfd style: x labelled at ``x_values`` (default: every positive
+    abscissa drawn on ``ax``, thinned to ``max_ticks``), y at round numbers. Returns ``ax``."""
+    if x_values is None:
+        xs = [np.asarray(ln.get_xdata(), np.float64).ravel() for ln in ax.lines]
+        xs += [np.asarray(c.get_offsets(), np.float64).reshape(-1, 2)[:, 0] for c in ax.collections
+               if np.asarray(c.get_offsets()).size]
+        x_values = np.concatenate(xs) if xs else None
+        if x_values is not None and np.unique(x_values[np.isfinite(x_values) & (x_values > 0)]).size > 3 * max_ticks:
+            x_values = None  # a continuous curve: round numbers instead
+    log_axis(ax, "x", x_values, max_ticks=max_ticks)
+    log_axis(ax, "y")
     return ax
 
 
