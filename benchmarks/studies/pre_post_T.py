@@ -43,8 +43,10 @@ def plot(doc: dict):
     t = np.asarray([r["T"] for r in rows], float)
     none = lambda v: np.nan if v is None else v  # noqa: E731
     for key, fmt, lab in (("train", "o-", "finite, train"), ("test", "s-", "finite, test")):
-        a.errorbar(t, [none(r[key]) for r in rows], [2 * none(r[key + "_se"]) for r in rows], fmt=fmt, ms=4,
-                   capsize=2, label=f"{lab} (± 2 SE)")
+        m = np.asarray([none(r[key]) for r in rows], float)
+        se = np.asarray([none(r[key + "_se"]) for r in rows], float)
+        ok = np.isfinite(m) & np.isfinite(se)  # all seeds diverged: no point
+        a.errorbar(t[ok], m[ok], 2 * se[ok], fmt=fmt, ms=4, capsize=2, label=f"{lab} (± 2 SE)")
     for key, fmt, lab in (("limit_train", "--", "limit, train"), ("limit_test", ":", "limit, test")):
         v = np.asarray([none(r[key]) for r in rows], float)
         if np.isfinite(v).any():
