@@ -35,6 +35,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     import nfd
+    from nfd.plotting import log_axis, savefig
 
     rng = np.random.default_rng(0)
     K, d = args.steps, 3
@@ -61,26 +62,26 @@ def main(argv=None):
     L, ex, gi, fc, fd = last
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     k = np.arange(K)
-    a1.errorbar(k, fc.mean, 2 * fc.stderr, fmt="o", ms=4, capsize=2, label=f"finite coupled n={args.width}")
-    a1.errorbar(k + 0.1, fd.mean, 2 * fd.stderr, fmt="s", ms=4, capsize=2, label=f"finite decoupled n={args.width}")
+    a1.errorbar(k, fc.mean, 2 * fc.stderr, fmt="o", ms=4, capsize=2, label=f"finite coupled n={args.width} (± 2 SE)")
+    a1.errorbar(k + 0.1, fd.mean, 2 * fd.stderr, fmt="s", ms=4, capsize=2,
+                label=f"finite decoupled n={args.width} (± 2 SE)")
     a1.plot(k, ex.outputs, "k-", lw=2, label="limit, exact")
     a1.plot(k, gi.outputs, "r--", lw=2, label="limit, GIA (published NFD)")
     a1.set_xlabel("SGD step k")
-    a1.set_ylabel("f^(k) before update k")
+    a1.set_ylabel("output f^(k) before update k")
     a1.set_title(f"depth L={L}, tanh, η_c=0.5")
     a1.legend(fontsize=7)
     Ls = np.array([r[0] for r in rows])
-    a2.plot(Ls, [r[1] for r in rows], "ko-", label="limit: RMS |exact − GIA|")
-    a2.errorbar(Ls, [r[2] for r in rows], [2 * r[3] for r in rows], fmt="s--", capsize=3,
+    a2.plot(Ls, [r[1] for r in rows], "ko-", label=f"limit: RMS |exact − GIA| (P={args.particles}, one system)")
+    fin_se = np.nan_to_num(np.asarray([r[3] for r in rows], float))
+    a2.errorbar(Ls, [r[2] for r in rows], 2 * fin_se, fmt="s--", capsize=3,
                 label="finite: RMS |coupled − decoupled| (± 2 SE)")
-    a2.set_xscale("log")
+    log_axis(a2, "x", Ls)
     a2.set_xlabel("depth L")
     a2.set_ylabel("gap over steps ≥ 1")
     a2.set_title("does the GIA gap close with depth?")
     a2.legend(fontsize=7)
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    savefig(fig, args.out)
     print(f"figure: {args.out}")
     return {"rows": rows}
 

@@ -77,7 +77,7 @@ def format_number(v: float, digits: int = 3) -> str:
 
 def _nice_log_ticks(vmin: float, vmax: float) -> list[float]:
     """Round numbers inside [vmin, vmax] for a log axis: 1-2-5 per decade, 1…9 when fewer
-    than three of those fall inside, and the rounded ends when even that gives fewer than two."""
+    than three of those fall inside, evenly spaced round numbers when even that gives fewer than two."""
     if not (np.isfinite(vmin) and np.isfinite(vmax)) or vmin <= 0 or vmax <= vmin:
         return []
     lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
@@ -88,9 +88,11 @@ def _nice_log_ticks(vmin: float, vmax: float) -> list[float]:
             if len(t) > 12 and subs != (1.0,):
                 continue
             return t
-    # less than one step of 1…9 inside: label the ends, rounded to two significant digits
-    ends = [float(f"{vmin * 1.0001:.2g}"), float(f"{math.sqrt(vmin * vmax):.2g}"), float(f"{vmax * 0.9999:.2g}")]
-    return sorted({v for v in ends if vmin <= v <= vmax})
+    # less than one step of 1…9 inside (a narrow range): evenly spaced round numbers
+    from matplotlib.ticker import MaxNLocator
+
+    t = [float(v) for v in MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin, vmax)]
+    return [v for v in t if v > 0 and vmin * (1 - 1e-9) <= v <= vmax * (1 + 1e-9)]
 
 
 def _make_locator(values):
@@ -137,7 +139,7 @@ def log_axis(ax, axis: str = "x", values=None, *, max_ticks: int = 9):
         if v.size > max_ticks:  # keep the ends, thin evenly in between
             idx = np.unique(np.round(np.linspace(0, v.size - 1, max_ticks)).astype(int))
             v = v[idx]
-        ticks = v.tolist()
+        ticks = v.tolist() if v.size >= 2 else None  # one value: round numbers around it
     a.set_major_locator(_make_locator(ticks))
     a.set_major_formatter(FuncFormatter(lambda x, pos: format_number(x)))
     a.set_minor_locator(NullLocator())
