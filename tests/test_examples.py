@@ -1,12 +1,11 @@
-"""Every example script runs (at a small size) and writes its figure.
+"""Every example script has a small configuration and a working ``--help``.
 
-Each example exposes ``main(argv)``; it is run in-process (sharing compiled programs) with size
-arguments that keep the whole file to about two minutes on 2 CPU cores.  ``--help`` of every
+Each example exposes ``main(argv)``; ``SMALL`` holds size arguments that keep a run short on 2
+CPU cores. ``tests/test_figures.py`` runs each example in-process at that size (sharing
+compiled programs) and checks its result and its figure.  ``--help`` of every
 script is run as a separate program, which checks the ``python examples/<name>.py`` entry point.
 """
 
-import importlib.util
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -37,24 +36,6 @@ def _scripts():
 
 def test_every_example_has_a_small_configuration():
     assert set(_scripts()) == set(SMALL) | set(SEPARATE), "add new examples to SMALL (and remove deleted ones)"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _finite_numbers(obj):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _finite_numbers(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _finite_numbers(v)
-    elif isinstance(obj, float):
-        yield obj
 
 
 # Running every example at its SMALL size, checking its result and its figure's style:
