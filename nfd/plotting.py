@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = ["plot_rates", "plot_slope_fit", "plot_kernel", "plot_particles", "plot_training", "plot_result",
-           "log_axis", "log_log", "savefig", "check_figure", "describe", "RateFit", "format_number"]
+           "log_axis", "log_log", "savefig", "check_figure", "describe", "RateFit", "fit_rate", "format_number"]
 
 
 def _ax(ax, figsize=(5, 4)):
@@ -303,6 +303,38 @@ def _finish_log_log(ax, x, xlabel, ylabel, title):
     ax.legend(fontsize=7)
 
 
+def fit_rate(x, y, y_err=None) -> RateFit:
+    """Fit y ≈ A x^slope by weighted least squares in log-log space, with a 95% interval.
+
+    The interval is slope ± t·SE with the Student t of m − 2 degrees of freedom (the SE scaled
+    by the reduced χ² when that exceeds 1); with two points it is the normal interval when
+    ``y_err`` is given and ``None`` otherwise.
+
+    Args:
+        x, y: (m,) positive values, m ≥ 2.
+        y_err: optional (m,) standard errors of y (weights 1/(y_err/y)²).
+
+    Example:
+        >>> fit = fit_rate([1, 2, 4, 8], [1.0, 0.5, 0.25, 0.125])
+        >>> round(fit.slope, 6)
+        -1.0
+    """
+    from scipy import stats
+
+    from .kernels._error_decomposition import fit_power_law
+
+    x = np.asarray(x, np.float64)
+    pf = fit_power_law(x, y, y_err)
+    dof = x.size - 2
+    ci = None
+    if dof >= 1:
+        t = float(stats.t.ppf(0.975, dof))
+        ci = (pf.slope - t * pf.slope_se, pf.slope + t * pf.slope_se)
+    elif y_err is not None:  # two points with standard errors: the normal interval
+        ci = (pf.slope - 1.96 * pf.slope_se, pf.slope + 1.96 * pf.slope_se)
+    return RateFit(pf.slope, pf.slope_se, ci, pf.prefactor)
+
+
 def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, xlabel: str = "",
                ylabel: str = "", title: str = "", expected: float | None = None, expected_label: str = "",
                reference_slope: float | None = None, **kw):
@@ -327,10 +359,6 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
         ``(ax, fit)`` where ``fit`` is a :class:`RateFit` (``slope``, ``slope_se``, ``slope_ci95``,
         ``prefactor``) or ``None`` when ``fit=False`` or with a single point.
     """
-    from scipy import stats
-
-    from .kernels._error_decomposition import fit_power_law
-
     if expected is None:
         expected = reference_slope
     x = np.asarray(x, np.float64)
@@ -347,16 +375,9 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
     result = None
     lab = label
     if fit and x.size >= 2:
-        pf = fit_power_law(x, y, y_err)
-        dof = x.size - 2
-        ci = None
-        if dof >= 1:
-            t = float(stats.t.ppf(0.975, dof))
-            ci = (pf.slope - t * pf.slope_se, pf.slope + t * pf.slope_se)
-        elif y_err is not None:  # two points with standard errors: the normal interval
-            ci = (pf.slope - 1.96 * pf.slope_se, pf.slope + 1.96 * pf.slope_se)
-        result = RateFit(pf.slope, pf.slope_se, ci, pf.prefactor)
-        lab = f"{label}: {_slope_label(pf.slope, ci)}" if label else _slope_label(pf.slope, ci)
+        result = fit_rate(x, y, y_err)
+        ci = result.slope_ci95
+        lab = f"{label}: {_slope_label(result.slope, ci)}" if label else _slope_label(result.slope, ci)
     if y_err is not None and lab:
         lab += " (± 2 SE)"
     color = _draw_points(ax, x, y, y_err, lab, **kw)

@@ -460,7 +460,8 @@ def simulate_network(
         weights: ``"dense"`` stores W^(0); ``"regenerate"`` redraws it per layer from its key;
             ``"auto"`` stores it when that takes under 1 GiB.
         max_memory: byte limit for the run (default 80% of physical memory).
-        progress: print progress to stderr between chunks of steps (10 chunks by default).
+        progress: print progress to stderr between chunks of steps (10 chunks by default); or a
+            function ``progress(done, steps)`` called after each chunk instead.
         devices: ``None`` (default device), ``"all"`` or a list of devices: shard the seeds across
             them with ``jax.sharding`` (a 1-D mesh over a "seeds" axis; seeds must be a multiple
             of the device count). Each network lives on one device; results are identical.
@@ -597,10 +598,10 @@ def simulate_network(
     t0 = time.perf_counter()
     if ckpt is not None and os.path.exists(ckpt.path):
         done, carry = ckpt.load()
-        if progress:
+        if progress and not callable(progress):
             print(f"[nfd.simulate] resuming from {ckpt.path} at step {done}/{steps}", file=sys.stderr, flush=True)
     else:
-        if progress:
+        if progress and not callable(progress):
             print(f"[nfd.simulate] {hint}, est. memory {format_bytes(est)}: compiling...", file=sys.stderr, flush=True)
         done, carry = 0, init(keys)
     step = done
@@ -614,7 +615,9 @@ def simulate_network(
             check_div(to_host(carry[1]["f"]), step)  # before a diverged state is saved
         if ckpt is not None and (E is None or step % E == 0 or step == steps):
             ckpt.save(step, carry)
-        if progress:
+        if callable(progress):  # a hook: progress(steps done, steps) after every chunk
+            progress(step, steps)
+        elif progress:
             el = time.perf_counter() - t0
             print(f"[nfd.simulate] step {step}/{steps} ({el:.1f}s elapsed)", file=sys.stderr, flush=True)
     outs = to_host(carry[1])

@@ -871,7 +871,7 @@ def solve_particles_network(
 
     if checkpoint is not None and os.path.exists(checkpoint):
         state = prob.load(checkpoint)
-        if progress:
+        if progress and not callable(progress):
             print(f"solve_particles: resuming from {checkpoint} at step {state.step}/{steps}", file=sys.stderr)
     else:
         state = prob.init()
@@ -891,7 +891,9 @@ def solve_particles_network(
             _check_divergence(f, B, net, "raise", upto=state.step * B)
         if checkpoint is not None:
             prob.save(state, checkpoint)
-        if progress:
+        if callable(progress):  # a hook: progress(steps done, steps) after every chunk
+            progress(state.step, steps)
+        elif progress:
             el = time.perf_counter() - t0
             rate = el / max(state.step - done0, 1)
             print(f"solve_particles: step {state.step}/{steps}  {el:.1f} s elapsed, ~{rate * (steps - state.step):.0f} s "
@@ -965,7 +967,9 @@ def solve_particles(
             to the same problem), and the state is written there every ``checkpoint_every`` steps and
             at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
         checkpoint_every: steps between checkpoints (needs ``checkpoint``).
-        progress: print the step, elapsed and remaining time to stderr (about 20 times per run).
+        progress: print the step, elapsed and remaining time to stderr (about 20 times per run);
+            or a function ``progress(done, steps)`` called after each of those chunks instead
+            (the ``nfd`` command draws its progress bar with it).
 
     Returns:
         :class:`ParticleSolution` with ``.outputs`` of shape (K,).
