@@ -1,11 +1,11 @@
 """Plot helpers and the one figure style of nfd (matplotlib).
 
-Every figure of the examples, the benchmarks and the ``nfd`` command is drawn with these
+Every figure of the examples, the benchmarks and the `nfd` command is drawn with these
 helpers, so they share one style:
 
 * log axes are labelled at the data's own values (depths 2, 8, 32; widths 32 … 1024) or, for
   values such as errors, at round numbers inside the data's range (0.02, 0.03, 0.04), never
-  as ``3×10¹``; labels that would overlap are thinned when the figure is saved;
+  as `3×10¹`; labels that would overlap are thinned when the figure is saved;
 * every estimated point has an error bar (± 2 standard errors);
 * every fitted slope is shown with its 95% interval next to the exponent the theory predicts,
   drawn as a dotted reference line;
@@ -14,20 +14,20 @@ helpers, so they share one style:
 
 Functions:
 
-* :func:`plot_rates`: an error against width, depth or particles on log-log axes, with the
+* `plot_rates`: an error against width, depth or particles on log-log axes, with the
   weighted least-squares slope and its 95% interval.
-* :func:`plot_slope_fit`: the same drawing from a fit that was computed elsewhere (the
-  benchmarks' JSON ``fits`` entries: ``x``, ``y``, ``yerr``, ``slope``, ``slope_ci95``,
-  ``intercept``).
-* :func:`plot_kernel`: a kernel matrix (NNGP, Σ, Θ, feature covariance) as a heat map.
-* :func:`plot_particles`: a histogram of particle or neuron values.
-* :func:`plot_training`: outputs or losses per SGD step of finite networks and of limits.
-* :func:`plot_result`: a default figure for any result object (used by ``nfd solve``).
-* :func:`log_axis`, :func:`savefig`, :func:`check_figure`: the axis style, saving with
+* `plot_slope_fit`: the same drawing from a fit that was computed elsewhere (the
+  benchmarks' JSON `fits` entries: `x`, `y`, `yerr`, `slope`, `slope_ci95`,
+  `intercept`).
+* `plot_kernel`: a kernel matrix (NNGP, Σ, Θ, feature covariance) as a heat map.
+* `plot_particles`: a histogram of particle or neuron values.
+* `plot_training`: outputs or losses per SGD step of finite networks and of limits.
+* `plot_result`: a default figure for any result object (used by `nfd solve`).
+* `log_axis`, `savefig`, `check_figure`: the axis style, saving with
   tick thinning, and the checks the tests apply to every figure.
 
-Every ``plot_*`` function takes an optional ``ax`` and returns it (creating a figure when
-``ax`` is None).
+Every `plot_*` function takes an optional `ax` and returns it (creating a figure when
+`ax` is None).
 
 Example:
     >>> import matplotlib; matplotlib.use("Agg")
@@ -61,7 +61,7 @@ def _ax(ax, figsize=(5, 4)):
 # axis style
 # ---------------------------------------------------------------------------------------------
 def format_number(v: float, digits: int = 3) -> str:
-    """A short label for a tick value: ``32``, ``0.02``, ``2.5e-05`` (no trailing zeros)."""
+    """A short label for a tick value: `32`, `0.02`, `2.5e-05` (no trailing zeros)."""
     if v == 0 or not math.isfinite(v):
         return f"{v:g}"
     a = abs(v)
@@ -113,18 +113,18 @@ def _make_locator(values):
 
 
 def log_axis(ax, axis: str = "x", values=None, *, max_ticks: int = 9):
-    """Make ``ax``'s ``axis`` ("x" or "y") logarithmic with plain-number labels.
+    """Make `ax`'s `axis` ("x" or "y") logarithmic with plain-number labels.
 
     Args:
         ax: the axes.
-        axis: ``"x"`` or ``"y"``.
+        axis: `"x"` or `"y"`.
         values: the data's own values (depths, widths): the axis is labelled exactly there
-            (thinned to at most ``max_ticks``, keeping the first and the last). Without it,
+            (thinned to at most `max_ticks`, keeping the first and the last). Without it,
             round numbers inside the axis range are labelled (1-2-5, or 1…9 per decade).
         max_ticks: the most labelled ticks.
 
     Returns:
-        ``ax``.
+        `ax`.
     """
     from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
@@ -148,8 +148,8 @@ def log_axis(ax, axis: str = "x", values=None, *, max_ticks: int = 9):
 
 
 def log_log(ax, x_values=None, *, max_ticks: int = 9):
-    """Both axes logarithmic in the nfd style: x labelled at ``x_values`` (default: every positive
-    abscissa drawn on ``ax``, thinned to ``max_ticks``), y at round numbers. Returns ``ax``."""
+    """Both axes logarithmic in the nfd style: x labelled at `x_values` (default: every positive
+    abscissa drawn on `ax`, thinned to `max_ticks`), y at round numbers. Returns `ax`."""
     if x_values is None:
         xs = [np.asarray(ln.get_xdata(), np.float64).ravel() for ln in ax.lines]
         xs += [np.asarray(c.get_offsets(), np.float64).reshape(-1, 2)[:, 0] for c in ax.collections
@@ -204,10 +204,10 @@ def _thin_ticks(fig) -> None:
 
 
 def savefig(fig, path, *, dpi: int = 120, tight: bool = True) -> str:
-    """Lay out ``fig``, thin overlapping tick labels and write it to ``path``.
+    """Lay out `fig`, thin overlapping tick labels and write it to `path`.
 
     Returns:
-        ``str(path)``.
+        `str(path)`.
     """
     from pathlib import Path
 
@@ -223,7 +223,7 @@ def savefig(fig, path, *, dpi: int = 120, tight: bool = True) -> str:
 # rates
 # ---------------------------------------------------------------------------------------------
 class RateFit(NamedTuple):
-    """y ≈ prefactor · x^slope; ``slope_ci95`` is the 95% interval (None with 2 points and no
+    """y ≈ prefactor · x^slope; `slope_ci95` is the 95% interval (None with 2 points and no
     standard errors)."""
 
     slope: float
@@ -308,7 +308,7 @@ def fit_rate(x, y, y_err=None) -> RateFit:
 
     The interval is slope ± t·SE with the Student t of m − 2 degrees of freedom (the SE scaled
     by the reduced χ² when that exceeds 1); with two points it is the normal interval when
-    ``y_err`` is given and ``None`` otherwise.
+    `y_err` is given and `None` otherwise.
 
     Args:
         x, y: (m,) positive values, m ≥ 2.
@@ -353,11 +353,11 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
         xlabel, ylabel, title: axis labels and title.
         expected: the theory's exponent, drawn as a dotted line through the fit's first point.
         expected_label: its legend label (default "expected slope …").
-        reference_slope: former name of ``expected``.
+        reference_slope: former name of `expected`.
 
     Returns:
-        ``(ax, fit)`` where ``fit`` is a :class:`RateFit` (``slope``, ``slope_se``, ``slope_ci95``,
-        ``prefactor``) or ``None`` when ``fit=False`` or with a single point.
+        `(ax, fit)` where `fit` is a `RateFit` (`slope`, `slope_se`, `slope_ci95`,
+        `prefactor`) or `None` when `fit=False` or with a single point.
     """
     if expected is None:
         expected = reference_slope
@@ -390,14 +390,14 @@ def plot_rates(x, y, y_err=None, *, ax=None, label: str = "", fit: bool = True, 
 
 def plot_slope_fit(ax, fit: dict, label: str, *, expected: float | None = None, expected_label: str = "",
                    xlabel: str = "", ylabel: str = "", title: str = "", **kw):
-    """Draw a fit computed elsewhere: points ``fit["x"], fit["y"]`` with ± 2 ``fit["yerr"]`` bars,
-    the line ``exp(intercept)·x^slope``, ``slope_ci95`` in the legend and the expected exponent.
+    """Draw a fit computed elsewhere: points `fit["x"], fit["y"]` with ± 2 `fit["yerr"]` bars,
+    the line `exp(intercept)·x^slope`, `slope_ci95` in the legend and the expected exponent.
 
     Points with y ≤ 0 (not drawable on a log axis) are left out; when none is left the panel
     says so in words.
 
     Returns:
-        ``ax``.
+        `ax`.
     """
     x = np.asarray(fit["x"], np.float64)
     y = np.asarray(fit["y"], np.float64)
@@ -441,9 +441,9 @@ def plot_kernel(K, *, ax=None, title: str = "", cmap: str = "viridis", colorbar:
                 xlabel: str = "sample j", ylabel: str = "sample i", **kw):
     """Heat map of a kernel matrix K (N, N2) with a labelled colour bar.
 
-    The colour scale is clipped to the ``robust`` percentiles of the finite entries (a few
+    The colour scale is clipped to the `robust` percentiles of the finite entries (a few
     large diagonal entries would otherwise leave the rest uniformly dark); the colour bar
-    shows the clipping with arrow ends.  ``robust=None`` uses the full range.
+    shows the clipping with arrow ends.  `robust=None` uses the full range.
 
     Example:
         >>> import matplotlib; matplotlib.use("Agg")
@@ -550,13 +550,13 @@ def plot_training(*results, labels=None, what: str = "outputs", targets=None, ax
                   title: str = ""):
     """Outputs (or losses) per SGD step for several results on one axis.
 
-    Finite-network results (:class:`~nfd.SimulationResult`) are drawn as mean ± 2 standard
+    Finite-network results (`nfd.SimulationResult`) are drawn as mean ± 2 standard
     errors over seeds; limits as lines.
 
     Args:
-        *results: result objects with ``.outputs`` / ``.losses``.
-        labels: one label per result (default: :func:`describe`).
-        what: ``"outputs"`` or ``"losses"``.
+        *results: result objects with `.outputs` / `.losses`.
+        labels: one label per result (default: `describe`).
+        what: `"outputs"` or `"losses"`.
         targets: optional (K,) targets drawn as crosses.
         logy: logarithmic y axis (for losses).
         title: the panel's title (default: what is drawn).
@@ -596,7 +596,7 @@ def plot_result(result: Any, *, path=None, title: str = ""):
     layer's kernel (Σ of a particle solution, the output kernel of a Γ/C solution).
 
     Args:
-        result: any nfd result with ``.outputs`` or ``.losses``.
+        result: any nfd result with `.outputs` or `.losses`.
         path: save the figure here (PNG, PDF, ...) when given.
         title: figure title.
 
@@ -638,7 +638,7 @@ def _is_colorbar(ax) -> bool:
 
 
 def _series(ax):
-    """(labelled, unlabelled) counts of the data series drawn on ``ax``."""
+    """(labelled, unlabelled) counts of the data series drawn on `ax`."""
     from matplotlib.container import ErrorbarContainer
 
     in_containers = set()
@@ -693,8 +693,8 @@ def _nonfinite(ax) -> list[str]:
 def check_figure(fig, *, min_ticks: int = 2) -> list[str]:
     """The style checks every nfd figure passes, as a list of problems (empty when it passes).
 
-    After ``fig.canvas.draw()``, for every visible axes that is not a colour bar: a title, an x
-    and a y label, at least ``min_ticks`` non-empty tick labels on each axis, no two tick
+    After `fig.canvas.draw()`, for every visible axes that is not a colour bar: a title, an x
+    and a y label, at least `min_ticks` non-empty tick labels on each axis, no two tick
     labels of one axis overlapping (their window extents), a legend when more than one data
     series is drawn, and no NaN or infinity in the drawn data.  A colour bar needs a label and
     tick labels.
