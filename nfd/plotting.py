@@ -279,9 +279,13 @@ def _draw_fit_and_reference(ax, x, slope, prefactor, color, expected, expected_l
         if np.isfinite(anchor) and anchor > 0:
             e = _exponent_label(expected)
             lab = expected_label or f"expected slope {e} (${xlabel_var}^{{{e}}}$)"
-            if lab in [ln.get_label() for ln in ax.lines]:  # one legend entry per expected exponent
-                lab = "_" + lab
-            ax.plot(xs, anchor * (xs / xc) ** expected, ":", color="0.35", lw=1.5, label=lab)
+            refs = getattr(ax, "_nfd_refs", {})  # one line style and legend entry per expected exponent
+            if lab in refs:
+                style, lab = refs[lab], "_" + lab
+            else:
+                style = refs[lab] = (":", "-.", "--", (0, (1, 4)))[len(refs) % 4]
+            ax._nfd_refs = refs
+            ax.plot(xs, anchor * (xs / xc) ** expected, linestyle=style, color="0.3", lw=1.4, label=lab)
 
 
 def _finish_log_log(ax, x, xlabel, ylabel, title):
