@@ -20,6 +20,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "gamma_c.png"))
@@ -82,7 +87,7 @@ def main(argv=None):
         _, fit = plot_rates([p[0] for p in pos], [p[1] for p in pos], ax=a2, label="max_k |f̊_L − f̊_∞|",
                             xlabel="depth L", ylabel="distance to the infinite-depth limit (deterministic)",
                             expected=-1.0, expected_label="expected 1/L (TP VI, Euler in depth)")
-        print(f"fitted slope of the depth error: {fit.slope:.2f}")
+        print(f"fitted slope of the depth error: {fit.slope:.2f}{_ci(fit)}")
     if fit is None:
         a2.text(0.5, 0.5, "needs two depths with a non-zero error", ha="center", va="center", transform=a2.transAxes)
         a2.set(xlabel="depth L", ylabel="distance to the infinite-depth limit")

@@ -17,6 +17,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "mean_ode.png"))
@@ -71,7 +76,7 @@ def main(argv=None):
                         label="RMS distance to the limit", xlabel="depth L", ylabel="final outputs, RMS distance",
                         expected=-1.0, expected_label="expected 1/L (bias term a/L, Chizat 2025)")
     print(f"limit Monte-Carlo error (RMS stderr of the outputs): {np.sqrt(np.mean(lim.outputs_stderr[-1] ** 2)):.4f}")
-    print(f"fitted slope of the distance against depth: {fit.slope:.2f}")
+    print(f"fitted slope of the distance against depth: {fit.slope:.2f}{_ci(fit)}")
     a2.set_title("convergence in depth")
     savefig(fig, args.out)
     print(f"figure: {args.out}")

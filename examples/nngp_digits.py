@@ -19,6 +19,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "nngp_digits.png"))
@@ -104,7 +109,7 @@ def main(argv=None):
                         expected=-0.5, expected_label="expected n^-1/2 (central limit theorem)")
     axes[2].set_title(f"finite random ResNets, L={args.depth}")
     if fit is not None:
-        print(f"fitted slope of the kernel error against width: {fit.slope:.2f} (CLT: −1/2)")
+        print(f"fitted slope of the kernel error against width: {fit.slope:.2f}{_ci(fit)} (CLT: −1/2)")
     savefig(fig, args.out)
     print(f"figure: {args.out}")
     return {"accuracy": acc, "kernel_error": rel, "slope": None if fit is None else fit.slope}

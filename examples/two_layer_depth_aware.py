@@ -19,6 +19,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "two_layer_depth_aware.png"))
@@ -64,7 +69,7 @@ def main(argv=None):
                    xlabel="depth L", ylabel="‖∂h_ℓ − ∂h̃_ℓ‖/√n (second layer)", expected=0.0,
                    expected_label="NFD App. H.2: slope 0 (stays O(1))")
         out["aware" if aware else "plain"] = {"depths": list(args.depths), "movement": move, "slope": fit.slope}
-        print(f"{lab:28s}: first-layer movement {np.round(move, 4)} vs L={args.depths}; fitted slope {fit.slope:.2f}")
+        print(f"{lab:28s}: first-layer movement {np.round(move, 4)} vs L={args.depths}; fitted slope {fit.slope:.2f}{_ci(fit)}")
     a1.set_title("first internal layer: collapse and recovery")
     a2.set_title("second layer (residual stream)")
     savefig(fig, args.out)
