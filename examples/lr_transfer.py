@@ -8,9 +8,9 @@ across depth: the best η_c at depth 4 is the best at depth 64.  This script
    training run
    (``nfd.optimal_lr``, ``nfd.limit_loss_fn``);
 2. draws the limit's loss against η_c at several depths;
-3. trains finite networks at those depths on a fixed log-spaced grid of η_c (9 rates over more
-   than two decades by default, chosen before the limit's optimum is known, so the grid does
-   not presuppose the answer) and marks each depth's best η_c — if the rate transfers, the
+3. trains finite networks at those depths on a fixed grid of η_c (by default the 8 round rates
+   0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10: more than two decades, chosen before the limit's optimum is
+   known, so the grid does not presuppose the answer) and marks each depth's best η_c — if the rate transfers, the
    finite networks' optima line up across depth and with the limit's optimum.
 
 The loss is the online (prequential) loss (1/K) Σ_k ℓ(f^(k), y^(k)), each sample seen before
@@ -36,7 +36,9 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=128, help="width of the finite networks")
     ap.add_argument("--seeds", type=int, default=8, help="finite networks per (depth, η_c)")
     ap.add_argument("--particles", type=int, default=2048, help="particles of the limit")
-    ap.add_argument("--grid", type=int, default=9, help="η_c values per depth for the finite networks, log-spaced over --lr-range")
+    ap.add_argument("--grid", type=int, default=None,
+                    help="η_c values per depth for the finite networks, log-spaced over --lr-range "
+                         "(default: the round numbers 1, 2, 5 × 10^k inside --lr-range: 8 values over 0.05–10)")
     ap.add_argument("--lr-range", type=float, nargs=2, default=[0.05, 10.0], metavar=("LO", "HI"),
                     help="the η_c range of the finite networks' grid and of the limit's curve (default 0.05 10)")
     ap.add_argument("--scan", type=int, default=16, help="coarse log-spaced scan of the limit loss before bisection")
@@ -65,7 +67,11 @@ def main(argv=None):
           f"∂ℒ/∂η_c there = {opt.d_lr:+.2e} (interior: {opt.interior}, {len(opt.history)} evaluations)")
 
     # the finite networks' grid is fixed before (and independently of) the limit's optimum
-    lrs = np.geomspace(lo_lr, hi_lr, args.grid)
+    if args.grid is None:
+        lrs = np.array([m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5)])
+        lrs = lrs[(lrs >= lo_lr * (1 - 1e-9)) & (lrs <= hi_lr * (1 + 1e-9))]
+    else:
+        lrs = np.geomspace(lo_lr, hi_lr, args.grid)
     curve_lrs = np.geomspace(lo_lr, hi_lr, 33)
     fig, ax = plt.subplots(figsize=(8, 5))
     best = {}
@@ -113,9 +119,9 @@ def main(argv=None):
     ax.legend(fontsize=6, ncol=2)
     savefig(fig, args.out)
     spread = max(best.values()) / min(best.values())
-    print(f"the finite networks' best η_c on a {args.grid}-point grid over [{lo_lr:g}, {hi_lr:g}]: "
+    print(f"the finite networks' best η_c on a {len(lrs)}-point grid over [{lo_lr:g}, {hi_lr:g}]: "
           + ", ".join(f"L={L}: {b:.3g}" for L, b in best.items())
-          + f" (largest/smallest = {spread:.2g}; one grid step is a factor {(lrs[1] / lrs[0]) if len(lrs) > 1 else float('nan'):.2g})")
+          + f" (largest/smallest = {spread:.2g}; grid steps are factors {(lrs[1] / lrs[0]) if len(lrs) > 1 else float('nan'):.2g}–{(lrs[-1] / lrs[-2]) if len(lrs) > 1 else float('nan'):.2g})")
     print(f"figure: {args.out}")
     return {"optimal_lr": opt.lr, "finite_best": best}
 
