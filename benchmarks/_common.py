@@ -171,15 +171,32 @@ def claim(claim: str, source: str, measured: str, agrees: bool | None) -> dict:
 
 
 def write_result(study: str, size: str, out_dir: str, *, title: str, config: dict, results: dict, fits: dict,
-                 claims: list, notes: list, t_start: float, figure: str | None) -> dict:
+                 claims: list, notes: list, t_start: float, figure: str | None = None, plot=None) -> dict:
+    """Write ``<out_dir>/<study>.json``; with ``plot`` (a function of the JSON document returning a
+    matplotlib figure, the study's ``plot``) also ``<out_dir>/<study>.png`` drawn from the document
+    alone, so the figure can be redrawn from the committed JSON (``render``)."""
     os.makedirs(out_dir, exist_ok=True)
+    if plot is not None:
+        figure = f"{study}.png"
     doc = dict(schema=SCHEMA_VERSION, study=study, size=size, title=title, paper_claims=claims, config=config,
                results=results, fits=fits, notes=notes, machine=machine(), wall_s=time.perf_counter() - t_start,
                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), figure=figure)
     doc = tolist(doc)
     with open(os.path.join(out_dir, f"{study}.json"), "w") as f:
         json.dump(doc, f, indent=1)
+    if plot is not None:
+        savefig(plot(doc), out_dir, study)
     return doc
+
+
+def render(module, json_path: str, out_dir: str | None = None) -> str:
+    """Redraw a study's figure from its JSON (no computation): ``module.plot(doc)`` saved as
+    ``<out_dir>/<study>.png`` (default: next to the JSON). Returns the PNG path."""
+    with open(json_path) as f:
+        doc = json.load(f)
+    out = out_dir or os.path.dirname(os.path.abspath(json_path))
+    name = os.path.splitext(os.path.basename(json_path))[0]
+    return os.path.join(out, savefig(module.plot(doc), out, name))
 
 
 def check_schema(doc: dict) -> list[str]:
@@ -221,30 +238,36 @@ def figure(nrows=1, ncols=2, w=5.0, h=3.8):
 
 
 def savefig(fig, out_dir: str, study: str) -> str:
+    """Save with nfd's figure style (tick thinning) as ``<out_dir>/<study>.png``; returns the file name."""
     import matplotlib.pyplot as plt
 
-    os.makedirs(out_dir, exist_ok=True)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f"{study}.png")
-    fig.savefig(path, dpi=90)
+    from nfd.plotting import savefig as _save
+
+    _save(fig, os.path.join(out_dir, f"{study}.png"), dpi=90)
     plt.close(fig)
     return f"{study}.png"
 
 
-def plot_fit(ax, fit: dict, label: str, **kw):
-    """Points with error bars and the fitted power law."""
-    x, y = np.asarray(fit["x"], float), np.asarray(fit["y"], float)
-    if not (y > 0).any():
-        ax.text(0.5, 0.5, f"{label}: no positive data at this size", ha="center", transform=ax.transAxes, fontsize=7)
-        return
-    e = fit.get("yerr")
-    line = ax.errorbar(x, y, yerr=None if e is None else np.asarray(e, float), fmt="o", ms=4, capsize=2,
-                       label=f"{label}: slope {slope_str(fit)}", **kw)
-    if fit.get("slope") is not None:
-        xx = np.geomspace(x.min(), x.max(), 20)
-        ax.plot(xx, np.exp(fit["intercept"]) * xx ** fit["slope"], "--", color=line[0].get_color(), lw=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+def plot_fit(ax, fit: dict, label: str, *, expected: float | None = None, **kw):
+    """Points with ± 2 SE error bars, the fitted power law with its 95% interval in the legend and,
+    with ``expected``, the paper's exponent as a dotted reference line (``nfd.plotting.plot_slope_fit``)."""
+    from nfd.plotting import plot_slope_fit
+
+    return plot_slope_fit(ax, fit, label, expected=expected, **kw)
+
+
+def log_x(ax, values):
+    """Log x axis labelled at the data's values (depths, widths)."""
+    from nfd.plotting import log_axis
+
+    log_axis(ax, "x", values)
+
+
+def log_y(ax):
+    """Log y axis labelled at round numbers inside the data's range."""
+    from nfd.plotting import log_axis
+
+    log_axis(ax, "y")
 
 
 def cli(study: str, run) -> None:

@@ -141,34 +141,46 @@ def main(argv=None):
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    _plot(rows, Path(args.out).with_suffix(".png"))
+    from nfd.plotting import savefig
+
+    savefig(plot({"meta": meta, "results": rows}), Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out}")
 
 
-def _plot(rows, path):
+def plot(doc: dict):
+    """The figure, drawn from the results JSON alone (``{"meta": ..., "results": rows}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from nfd.plotting import log_axis
+
+    rows = doc["results"]
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    names = {"dense": "nfd, dense W0", "regenerate": "nfd, regenerated W0", "dense_jax_grad": "dense weights + jax.grad"}
     for col, (sweep, key) in enumerate((("width", "width"), ("depth", "depth"))):
+        xs_all = []
         for impl, mk in (("dense", "o-"), ("regenerate", "s-"), ("dense_jax_grad", "^--")):
             pts = [r for r in rows if r.get("sweep") == sweep and r["impl"] == impl and r.get("status") == "ok"]
             if not pts:
                 continue
             xs = [r[key] for r in pts]
-            axes[0, col].loglog(xs, [r["steps_per_s"] for r in pts], mk, label=impl)
-            axes[1, col].loglog(xs, [max(r["net_rss_mib"], 1.0) for r in pts], mk, label=impl)
-        axes[0, col].set_ylabel("SGD steps per second")
+            xs_all += xs
+            axes[0, col].plot(xs, [r["steps_per_s"] for r in pts], mk, label=names.get(impl, impl))
+            axes[1, col].plot(xs, [max(r["net_rss_mib"], 1.0) for r in pts], mk, label=names.get(impl, impl))
+        axes[0, col].set_ylabel("SGD steps per second (after compilation)")
         axes[1, col].set_ylabel("peak RSS above the JAX runtime (MiB)")
+        axes[0, col].set_title(f"speed against {key}")
+        axes[1, col].set_title(f"memory against {key}")
         for ax in axes[:, col]:
-            ax.set_xlabel(key)
-            ax.legend()
-            ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("nfd.simulate (dense / regenerated W0, low-rank updates) vs dense weights + jax.grad")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+            log_axis(ax, "x", xs_all)
+            log_axis(ax, "y")
+            ax.set_xlabel(f"{key} ({'n' if key == 'width' else 'L'})")
+            ax.legend(fontsize=8)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle("nfd.simulate (dense / regenerated W0, low-rank updates) against dense weights + jax.grad")
+    return fig
 
 
 if __name__ == "__main__":

@@ -231,73 +231,107 @@ def bench_particles(quick, K=6, depths=None):
     return dict(steps=K, lr=1.0, particles=P, particle_seeds=runs, rows=rows)
 
 
-def plot(res, path):
+def plot(res: dict):
+    """The figure, drawn from the results JSON alone."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
+    from nfd.plotting import log_axis, plot_rates
+
+    fig, ax = plt.subplots(2, 3, figsize=(16, 9))
     c = res["cost"]["rows"]
     a = ax[0, 0]
-    for kind, mk in (("finite", "o-"), ("infinite", "s--")):
+    xs_all = []
+    for kind, mk, name in (("finite", "o-", "finite depth L"), ("infinite", "s--", "L = ∞, grid N")):
         r = [x for x in c if x["solver"] == kind and x["steps"] == 10]
-        a.loglog([x["depth_or_grid"] for x in r], [x["run_s"] for x in r], mk, label=f"{kind} (K=10) time")
-    a.set_xlabel("depth L / grid N"); a.set_ylabel("seconds (compiled)"); a.legend(); a.set_title("cost")
-    a2 = a.twinx()
+        xs_all += [x["depth_or_grid"] for x in r]
+        a.plot([x["depth_or_grid"] for x in r], [x["run_s"] for x in r], mk, label=f"{name}: time (K=10)")
     r = [x for x in c if x["solver"] == "finite" and x["steps"] == 10]
-    a2.loglog([x["depth_or_grid"] for x in r], [x["memory_estimate_bytes"] / 2**20 for x in r], "k:", label="memory (MiB)")
-    a2.set_ylabel("estimated MiB")
+    a.set_xlabel("depth L / grid N")
+    a.set_ylabel("seconds per solve (compiled)")
+    a.set_title("cost of the Γ/C solvers")
+    log_axis(a, "x", xs_all)
+    log_axis(a, "y")
+    a.legend(fontsize=7, loc="upper left")
 
     g = res["grid_order"]
     a = ax[0, 1]
-    a.loglog(g["grids"][1:], g["max_diff_outputs"], "o-", label="max |f̊(2N)−f̊(N)|")
-    a.loglog(g["grids"][1:], g["max_diff_output_kernel"], "s-", label="max |K(2N)−K(N)|")
     n = np.array(g["grids"][1:], float)
-    a.loglog(n, g["max_diff_outputs"][0] * (n[0] / n) ** 2, "k:", label="N⁻²")
-    a.set_xlabel("grid N"); a.set_title(f"infinite-depth solver, orders {np.round(g['observed_order_outputs'], 2)}")
-    a.legend()
+    a.plot(n, g["max_diff_outputs"], "o-", label="max |f̊(2N) − f̊(N)|")
+    a.plot(n, g["max_diff_output_kernel"], "s-", label="max |K(2N) − K(N)|")
+    a.plot(n, g["max_diff_outputs"][0] * (n[0] / n) ** g.get("declared_order", 2), "k:",
+           label=f"declared order {g.get('declared_order', 2)} (N^-{g.get('declared_order', 2)})")
+    log_axis(a, "x", n)
+    log_axis(a, "y")
+    a.set_xlabel("grid N")
+    a.set_ylabel("difference between grids N and 2N")
+    a.set_title(f"L = ∞ solver: observed order {np.mean(g['observed_order_outputs']):.2f} (deterministic)")
+    a.legend(fontsize=7)
 
     d = res["depth_convergence"]
     a = ax[0, 2]
-    Ls = [r["depth"] for r in d["rows"]]
-    a.loglog(Ls, [r["max_err_outputs"] for r in d["rows"]], "o-", label="max_t |f̊_t(L) − f̊_t(∞)|")
-    a.loglog(Ls, [r["max_err_rms"] for r in d["rows"]], "s-", label="max |rms(L) − rms(∞)|")
+    Ls = np.array([r["depth"] for r in d["rows"]], float)
+    a.plot(Ls, [r["max_err_outputs"] for r in d["rows"]], "o-",
+           label=f"max_t |f̊_t(L) − f̊_t(∞)|: rate {d['fitted_rate_outputs']:.2f}")
+    a.plot(Ls, [r["max_err_rms"] for r in d["rows"]], "s-", label=f"max |rms(L) − rms(∞)|: rate {d['fitted_rate_rms']:.2f}")
     if "max_err_output_kernel" in d["rows"][0]:
-        a.loglog(Ls, [r["max_err_output_kernel"] for r in d["rows"]], "^-", label="max |K(L) − K(∞)| (output kernel)")
-    a.loglog(Ls, d["rows"][0]["max_err_outputs"] * Ls[0] / np.array(Ls), "k:", label="1/L")
-    a.set_xlabel("depth L"); a.set_title(f"Fig. 9 protocol: rate {d['fitted_rate_outputs']:.2f}"); a.legend()
+        a.plot(Ls, [r["max_err_output_kernel"] for r in d["rows"]], "^-", label="max |K(L) − K(∞)| (output kernel)")
+    a.plot(Ls, d["rows"][0]["max_err_outputs"] * Ls[0] / Ls, "k:", label="expected 1/L (TP VI)")
+    log_axis(a, "x", Ls)
+    log_axis(a, "y")
+    a.set_xlabel("depth L")
+    a.set_ylabel("distance to L = ∞ (deterministic)")
+    a.set_title("depth convergence (TP VI Fig. 9 protocol)")
+    a.legend(fontsize=7)
 
     w = res["width_convergence"]
     a = ax[1, 0]
-    ws = [r["width"] for r in w["rows"]]
+    ws = np.array([r["width"] for r in w["rows"]], float)
     for si, (step, mk) in enumerate(zip((1, 5, 10), ("o", "s", "^"))):
         for li, lay in enumerate(w["layers"]):
             m = [r["rms_steps_1_5_10"][si][li] for r in w["rows"]]
-            e = [r["rms_stderr_steps_1_5_10"][si][li] for r in w["rows"]]
-            a.errorbar(ws, m, yerr=e, marker=mk, ms=3, lw=1, color=f"C{li}",
-                       label=(f"l={lay}" if si == 0 else None))
+            e = [2 * r["rms_stderr_steps_1_5_10"][si][li] for r in w["rows"]]
+            a.errorbar(ws, m, yerr=e, marker=mk, ms=3, lw=1, capsize=2, color=f"C{li}",
+                       label=(f"layer l={lay}" if si == 0 else None))
             a.axhline(w["limit_rms_steps_1_5_10"][si][li], color=f"C{li}", ls="--", lw=0.8)
-    a.plot([], [], "ko", ms=3, label="step 1"); a.plot([], [], "ks", ms=3, label="step 5")
+    a.plot([], [], "ko", ms=3, label="step 1")
+    a.plot([], [], "ks", ms=3, label="step 5")
     a.plot([], [], "k^", ms=3, label="step 10")
-    a.set_xscale("log", base=2); a.set_xlabel("width n"); a.set_ylabel("RMS of h_l")
-    a.set_title(f"Fig. 8 protocol (depth {w['depth']}): finite (solid) vs Γ/C (dashed)", fontsize=9)
+    log_axis(a, "x", ws)
+    a.set_xlabel("width n")
+    a.set_ylabel("RMS of h_l (± 2 SE)")
+    a.set_title(f"TP VI Fig. 8 protocol, L={w['depth']}: finite (points) vs Γ/C (dashed)", fontsize=9)
     a.legend(fontsize=6, ncol=2)
+
     a = ax[1, 1]
-    a.loglog(ws, [r["mse_outputs"] for r in w["rows"]], "o-", label=f"MSE f (slope {w['fitted_mse_slope_outputs']:.2f})")
-    a.loglog(ws, [r["mse_rms"] for r in w["rows"]], "s-", label=f"MSE rms (slope {w['fitted_mse_slope_rms']:.2f})")
-    a.set_xlabel("width n"); a.legend(); a.set_title("finite coupled nets → Γ/C")
+    plot_rates(ws, [r["mse_outputs"] for r in w["rows"]], ax=a, label="MSE of f", expected=-1.0,
+               expected_label="expected 1/n (variance)")
+    plot_rates(ws, [r["mse_rms"] for r in w["rows"]], ax=a, label="MSE of rms", fmt="s",
+               xlabel="width n", ylabel="mean-square error over seeds",
+               title="finite coupled networks → Γ/C (CI from the scatter)")
 
     p = res["particles"]
     a = ax[1, 2]
     K = p["steps"]
     for r in p["rows"]:
-        a.errorbar(np.arange(K), r["gia"]["diff"], yerr=r["gia"]["stderr"], marker="o", ms=3, label=f"GIA − Γ/C, L={r['depth']}")
-        a.errorbar(np.arange(K) + 0.1, r["exact"]["diff"], yerr=r["exact"]["stderr"], marker="x", ls=":", color="gray")
+        a.errorbar(np.arange(K), r["gia"]["diff"], yerr=2 * np.asarray(r["gia"]["stderr"]), marker="o", ms=3,
+                   capsize=2, label=f"GIA − Γ/C, L={r['depth']} (± 2 SE)")
+        a.errorbar(np.arange(K) + 0.1, r["exact"]["diff"], yerr=2 * np.asarray(r["exact"]["stderr"]), marker="x",
+                   ls=":", color="gray", capsize=2, label=f"exact − Γ/C, L={r['depth']}" if r is p["rows"][0] else None)
     a.axhline(0, color="k", lw=0.5)
-    a.set_xlabel("step t"); a.set_title("particle modes − Γ/C (gray: exact)"); a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    a.set_xlabel("SGD step t")
+    a.set_ylabel("particle solver − Γ/C output")
+    a.set_title("particle modes against the Γ/C recursion")
+    a.legend(fontsize=7)
+    return fig
+
+
+def _save(fig, path):
+    from nfd.plotting import savefig
+
+    savefig(fig, path, dpi=110)
 
 
 def main():
@@ -310,7 +344,7 @@ def main():
     args = ap.parse_args()
     if args.replot:
         with open(args.out) as f:
-            plot(json.load(f), os.path.splitext(args.out)[0] + ".png")
+            _save(plot(json.load(f)), os.path.splitext(args.out)[0] + ".png")
         return
     t0 = time.perf_counter()
     res = dict(benchmark="gamma_c", quick=args.quick, machine=machine())
@@ -330,7 +364,7 @@ def main():
     save()
     res["particles"] = bench_particles(args.quick, depths=args.particle_depths)
     save()
-    plot(res, os.path.splitext(args.out)[0] + ".png")
+    _save(plot(res), os.path.splitext(args.out)[0] + ".png")
     print(f"wrote {args.out} ({res['total_seconds']:.0f}s)")
 
 

@@ -430,50 +430,77 @@ def bench_linear_profiles(lr=0.5, T=1.0):
     return out
 
 
-def plot(res, path):
+def _fit_dict(x, y, yerr, slope, se, used=None):
+    """A plot_slope_fit entry from a recorded slope and its standard error (95%: ± 1.96 SE); the
+    intercept is the mean of log y − slope · log x over the points used in the fit."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    m = np.isin(x, used) if used is not None else np.ones_like(x, bool)
+    m &= y > 0
+    icpt = float(np.mean(np.log(y[m]) - slope * np.log(x[m]))) if m.any() else 0.0
+    return dict(x=x.tolist(), y=y.tolist(), yerr=None if yerr is None else list(yerr), slope=slope,
+                slope_ci95=[slope - 1.96 * se, slope + 1.96 * se], intercept=icpt)
+
+
+def plot(res, path=None):
+    """The figure, drawn from the results JSON alone; saved to ``path`` when given. Returns it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(2, 2, figsize=(11, 8.5))
+    from nfd.plotting import log_axis, plot_slope_fit, savefig
+
+    fig, ax = plt.subplots(2, 2, figsize=(12, 9))
     a = ax[0, 0]
     rows = res["timing"]["rows"]
     Ns = [r["N"] for r in rows]
-    a.loglog(Ns, [r["ode"]["run_s"] for r in rows], "o-", label="nfd ODE (L=∞), rtol 1e-9")
-    a.loglog(Ns, [r["ode_rtol_1e-6"]["run_s"] for r in rows], "o:", label="nfd ODE (L=∞), rtol 1e-6")
+    a.plot(Ns, [r["ode"]["run_s"] for r in rows], "o-", label="nfd ODE (L=∞), rtol 1e-9")
+    a.plot(Ns, [r["ode_rtol_1e-6"]["run_s"] for r in rows], "o:", label="nfd ODE (L=∞), rtol 1e-6")
     for i, L in enumerate(res["timing"]["recursion_depths"]):
-        a.loglog(Ns, [r["recursion"][i]["run_s"] for r in rows], "s--", label=f"nfd recursion L={L}")
+        a.plot(Ns, [r["recursion"][i]["run_s"] for r in rows], "s--", label=f"nfd recursion L={L}")
     for L in res["timing"]["nt_depths"]:
         pts = [(r["N"], x["run_s"]) for r in rows for x in r["neural_tangents"] if x.get("depth") == L and "run_s" in x]
         if pts:
-            a.loglog(*zip(*pts), "^:", label=f"neural-tangents L={L}")
+            a.plot(*zip(*pts), "^:", label=f"neural-tangents L={L}")
+    log_axis(a, "x", Ns)
+    log_axis(a, "y")
     a.set_xlabel("N inputs")
-    a.set_ylabel("seconds (warm)")
+    a.set_ylabel("seconds (best of repeats, compiled)")
     a.set_title("NNGP Gram matrix, ReLU, d=16")
     a.legend(fontsize=7)
     a = ax[0, 1]
-    for act, r in res["convergence"]["results"].items():
-        a.loglog(r["depths"], r["nngp_max_abs_err"], "o-", label=f"NNGP {act} (slope {r['nngp_slope']:.2f})")
-        a.loglog(r["depths"], r["ntk_max_abs_err"], "x--", label=f"NTK {act} (slope {r['ntk_slope']:.2f})")
+    for i, (act, r) in enumerate(res["convergence"]["results"].items()):
+        for kind, fmt in (("nngp", "o"), ("ntk", "x")):
+            fit = _fit_dict(r["depths"], r[f"{kind}_max_abs_err"], None, r[f"{kind}_slope"], r[f"{kind}_slope_se"])
+            plot_slope_fit(a, fit, f"{kind.upper()} {act}", fmt=fmt, color=f"C{i}", expected=-1.0,
+                           expected_label="expected 1/L (Euler step in depth)")
     a.set_xlabel("depth L")
-    a.set_ylabel("max |K_L − K_∞|")
-    a.set_title("depth-L recursion → L=∞ ODE")
-    a.legend(fontsize=7)
+    a.set_ylabel("max |K_L − K_∞| (deterministic)")
+    a.set_title("depth-L recursion → L = ∞ ODE")
     a = ax[1, 0]
     er = res["error_decomposition"]
     W = [r["width"] for r in er["rows"]]
-    a.errorbar(W, [r["variance"] for r in er["rows"]], [r["variance_se"] for r in er["rows"]], fmt="o-", label="variance")
-    a.errorbar(W, [max(r["mean_bias_sq"], 1e-12) for r in er["rows"]], [r["mean_bias_sq_se"] for r in er["rows"]], fmt="s-", label="mean-predictor bias²")
-    for E in ("1", "16", "64"):
-        a.loglog(W, [r["ensembles"][E]["empirical_vs_inf_L"] for r in er["rows"]], ":", label=f"ensemble E={E}: ‖f̄−f∞,L‖²")
-    a.axhline(er["rows"][0]["depth_error_sq"], color="k", lw=0.8, label=f"depth error² (L={er['setting']['depth']})")
-    a.set_xscale("log")
-    a.set_yscale("log")
-    a.set_xlabel("width N")
     vs, bs = er["variance_slope"], er["mean_bias_sq_slope"]
-    a.set_title(f"Appendix I terms: var slope {vs['slope']:.2f}, bias² slope {bs['slope'] if bs else float('nan'):.2f}", fontsize=9)
-    a.legend(fontsize=7)
+    plot_slope_fit(a, _fit_dict(W, [r["variance"] for r in er["rows"]], [r["variance_se"] for r in er["rows"]],
+                                vs["slope"], vs["se"]), "variance", expected=vs.get("predicted", -1),
+                   expected_label=f"App. I: variance ∝ n^{vs.get('predicted', -1)}")
+    if bs:
+        plot_slope_fit(a, _fit_dict(W, [r["mean_bias_sq"] for r in er["rows"]],
+                                    [r["mean_bias_sq_se"] for r in er["rows"]], bs["slope"], bs["se"],
+                                    used=bs.get("widths_used")), "mean-predictor bias²", fmt="s",
+                       expected=bs.get("predicted", -2), expected_label=f"App. I: bias² ∝ n^{bs.get('predicted', -2)}")
+    for E in ("1", "16", "64"):
+        ys = [r["ensembles"][E]["empirical_vs_inf_L"] for r in er["rows"]]
+        a.plot(W, ys, "-.", marker=".", lw=0.9, label=f"ensemble of E={E}: ‖f̄ − f_∞,L‖² (one draw)")
+    a.axhline(er["rows"][0]["depth_error_sq"], color="k", lw=0.8, label=f"depth error² (L={er['setting']['depth']})")
+    log_axis(a, "x", W)
+    log_axis(a, "y")
+    a.set_ylim(None, None)
+    a.autoscale(axis="y")
+    a.set_xlabel("width n")
+    a.set_ylabel("squared error of the NNGP predictor")
+    a.set_title("Appendix I error terms against width", fontsize=10)
+    a.legend(fontsize=6)
     a = ax[1, 1]
     lp = res["linear_one_step"]
     a.plot(lp["t"], lp["coupled"], label="coupled (corrected G.2.2)")
@@ -482,10 +509,11 @@ def plot(res, path):
     a.plot(lp["coupled_depth64"]["t"][::4], lp["coupled_depth64"]["dH"][::4], "k.", label="coupled, L=64 recursion")
     a.set_xlabel("layer time t")
     a.set_ylabel("H¹(t) − H⁰(t)")
-    a.set_title(f"linear net after one step (η_c={lp['lr']})")
+    a.set_title(f"linear network after one step (η_c={lp['lr']})")
     a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if path is not None:
+        savefig(fig, path, dpi=110)
+    return fig
 
 
 SIZES = {

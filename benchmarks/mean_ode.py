@@ -362,11 +362,14 @@ def section_tied(cfg, X, Y):
 
 # ---- plot ------------------------------------------------------------------------------------------
 
-def plot(res, path):
+def plot(res, path=None):
+    """The figure, drawn from the results JSON alone; saved to ``path`` when given. Returns it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from nfd.plotting import log_axis, log_log, savefig
 
     fig, ax = plt.subplots(2, 4, figsize=(21, 9.5))
     # A
@@ -374,9 +377,10 @@ def plot(res, path):
     for key, style in (("common", "--"), ("independent", "-")):
         for s, c in zip(("iid", "antithetic", "sobol", "sobol_antithetic"), ("C0", "C1", "C2", "C3")):
             rows = [r for r in res["A_mc"]["rows"] if r["coupling"] == key and r["sampler"] == s]
-            a.loglog([r["particles"] for r in rows], [r["replicate_std_final"] for r in rows], style, color=c,
+            a.plot([r["particles"] for r in rows], [r["replicate_std_final"] for r in rows], style, color=c,
                      marker="o", label=f"{key}/{s}")
     a.set(xlabel="particles P", ylabel="replicate std of output (RMS)", title="A. Mean ODE solver: Monte-Carlo error")
+    log_log(a)
     a.legend(fontsize=6, ncol=2)
     # C: vs L and vs M
     C = res["C_rates"]
@@ -386,25 +390,26 @@ def plot(res, path):
         a = ax[0, 1 + j]
         rows = [r for r in C["rows"] if r[var] == fixed]
         xs = np.array([r[key] for r in rows], float)
-        a.loglog(xs, [r["rms_error"] for r in rows], "o", color="k", label="RMS error")
-        a.loglog(xs, [max(r["bias"], 1e-8) for r in rows], "s", color="C1", mfc="none", label="bias (mean over seeds)")
-        a.loglog(xs, [r["fluctuation"] for r in rows], "^", color="C2", mfc="none", label="fluctuation (std)")
+        a.plot(xs, [r["rms_error"] for r in rows], "o", color="k", label="RMS error")
+        a.plot(xs, [max(r["bias"], 1e-8) for r in rows], "s", color="C1", mfc="none", label="bias (mean over seeds)")
+        a.plot(xs, [r["fluctuation"] for r in rows], "^", color="C2", mfc="none", label="fluctuation (std)")
         Ls = xs if key == "L" else np.full_like(xs, fixed)
         Ms = xs if key == "M" else np.full_like(xs, fixed)
-        a.loglog(xs, fx["a"] / Ls + fx["b"] * np.sqrt(D) / np.sqrt(Ls * Ms), "-", color="k",
+        a.plot(xs, fx["a"] / Ls + fx["b"] * np.sqrt(D) / np.sqrt(Ls * Ms), "-", color="k",
                  label=f"a/L + b√D/√(LM), a={fx['a']:.3f}, b={fx['b']:.3f}")
         fq = C["fits"]["quadrature"]
-        a.loglog(xs, np.sqrt((fq["a"] / Ls) ** 2 + fq["b"] ** 2 * D / (Ls * Ms)), ":", color="k",
+        a.plot(xs, np.sqrt((fq["a"] / Ls) ** 2 + fq["b"] ** 2 * D / (Ls * Ms)), ":", color="k",
                  label=f"√((a/L)² + b²D/(LM)), a={fq['a']:.3f}, b={fq['b']:.3f}")
         a.set(xlabel=key, ylabel="error after K steps", title=f"C. ResNet → Mean ODE, {var} = {fixed}")
-        a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        log_log(a, xs)
         a.legend(fontsize=7)
     # D
     a = ax[1, 0]
     for (L, M) in sorted({(r["L"], r["M"]) for r in res["D_lazy"]["rows"]}):
         rows = [r for r in res["D_lazy"]["rows"] if r["L"] == L and r["M"] == M]
-        a.loglog([r["alpha"] for r in rows], [r["rms_error"] for r in rows], "o-", label=f"L={L}, M={M}")
+        a.plot([r["alpha"] for r in rows], [r["rms_error"] for r in rows], "o-", label=f"L={L}, M={M}")
     a.set(xlabel="α", ylabel="RMS error vs Neural Tangent ODE", title="D. lazy-ODE regime (Theorem 2)")
+    log_log(a)
     a.legend(fontsize=7)
     # E
     E = res["E_phase"]["rows"]
@@ -412,11 +417,14 @@ def plot(res, path):
     a = ax[1, 1]
     for D_ in Ds:
         rows = [r for r in E if r["D"] == D_ and "u_movement" in r]
-        a.loglog([r["scale"] for r in rows], [r["u_movement"] for r in rows], "o-", label=f"‖U_K−U_0‖, D={D_}")
-        a.loglog([r["scale"] for r in rows], [r["dist_u_to_sigma_v0"] for r in rows], "x--", label=f"‖U_K−Ũ_K‖ (σ_v=0), D={D_}")
+        a.errorbar([r["scale"] for r in rows], [r["u_movement"] for r in rows],
+                   [2 * (r.get("u_movement_se") or 0.0) for r in rows], fmt="o-", capsize=2,
+                   label=f"‖U_K−U_0‖, D={D_} (± 2 SE)")
+        a.plot([r["scale"] for r in rows], [r["dist_u_to_sigma_v0"] for r in rows], "x--", label=f"‖U_K−Ũ_K‖ (σ_v=0), D={D_}")
     sc = np.array(sorted({r["scale"] for r in E}))
-    a.loglog(sc, 3 * np.minimum(1, 1 / sc), "k:", label="3·min(1, 1/a)")
+    a.plot(sc, 3 * np.minimum(1, 1 / sc), "k:", label="3·min(1, 1/a)")
     a.set(xlabel="a = σ_v/√D  (residual scale = a√D/(LM))", ylabel="RMS distance", title="E. feature movement")
+    log_log(a, sc)
     a.legend(fontsize=6)
     a = ax[1, 2]
     colors = {"semi-complete": "#6baed6", "complete": "#31a354", "lazy": "#fd8d3c"}
@@ -432,20 +440,22 @@ def plot(res, path):
     for name, c in colors.items():
         a.scatter([], [], color=c, label=name)
     a.scatter([], [], color="#999999", marker="x", label="a > √(LM/D) (outside theory)")
-    a.set(xscale="log", yscale="log", xlabel="σ_v  (residual scale σ_v/(LM))", ylabel="D",
-          title="E. measured phase diagram")
+    a.set(xlabel="σ_v  (residual scale σ_v/(LM))", ylabel="D", title="E. measured phase diagram")
+    log_axis(a, "x")
+    log_axis(a, "y", Ds)
     a.legend(fontsize=6)
     # F
     a = ax[0, 3]
     if "F_weight_tied" in res:
         Fr = res["F_weight_tied"]
         Ls = np.array([r["L"] for r in Fr["rows"]], float)
-        a.loglog(Ls, [r["rms_error_vs_limit"] for r in Fr["rows"]], "o-", label=f"weight-tied ResNet (slope {Fr['slope_tied_resnet']:.2f})")
-        a.loglog(Ls, [r["richardson_solver_rms_error"] for r in Fr["rows"]], "s-",
+        a.plot(Ls, [r["rms_error_vs_limit"] for r in Fr["rows"]], "o-", label=f"weight-tied ResNet (slope {Fr['slope_tied_resnet']:.2f})")
+        a.plot(Ls, [r["richardson_solver_rms_error"] for r in Fr["rows"]], "s-",
                  label=f"solver, Richardson grid L (slope {Fr['slope_richardson']:.2f})")
-        a.loglog(Ls, [max(r["max_abs_diff_resnet_vs_solver_same_grid"], 1e-17) for r in Fr["rows"]], "x:",
+        a.plot(Ls, [max(r["max_abs_diff_resnet_vs_solver_same_grid"], 1e-17) for r in Fr["rows"]], "x:",
                  label="|ResNet − solver on grid L| (round-off)")
         a.set(xlabel="L", ylabel="RMS error vs Mean ODE of the M units", title=f"F. weight-tied init, M = {Fr['M']}")
+        log_log(a, Ls)
         a.legend(fontsize=7)
     # summary text
     a = ax[1, 3]
@@ -468,8 +478,9 @@ def plot(res, path):
         lines.append(f"   ResNet M=L={bg['L']} (1 seed, f32): {bg['wall_s']:.0f} s, |diff| {bg['rms_diff_to_limit_final']:.1e}")
     a.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=8)
     fig.suptitle(f"nfd Neural Mean ODE benchmark ({'quick' if res['config']['quick'] else 'full'})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if path is not None:
+        savefig(fig, path, dpi=110)
+    return fig
 
 
 def main():

@@ -248,11 +248,13 @@ def section_gap(quick):
                 rows=rows)
 
 
-def plot(res, path):
+def plot(res, path=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from nfd.plotting import log_axis, log_log, savefig
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     if "scaling" in res:
@@ -262,9 +264,11 @@ def plot(res, path):
                 r = res["scaling"]["results"][bw][name]
                 xs = [row["config"][name] for row in r["rows"]]
                 ys = [row["wall_s"] for row in r["rows"]]
-                ax.loglog(xs, ys, mk + ("-" if bw == "gia" else "--"), color=c,
+                ax.plot(xs, ys, mk + ("-" if bw == "gia" else "--"), color=c,
                           label=f"{bw}: {name} (slope {r['time_exponent']:.2f})")
-        ax.set_xlabel("P, L or K"); ax.set_ylabel("wall time [s]"); ax.set_title("scaling"); ax.legend(fontsize=7)
+        log_log(ax)
+        ax.set_xlabel("particles P, depth L or steps K"); ax.set_ylabel("wall time [s]")
+        ax.set_title("cost against each size (fitted exponents)"); ax.legend(fontsize=7)
     if "bandwidth" in res:
         ax = axes[1]
         b = res["bandwidth"]
@@ -272,30 +276,36 @@ def plot(res, path):
         ax.bar(range(len(labels)), [r["achieved_bytes_per_s"] / 1e9 for r in b["rows"]])
         ax.axhline(b["stream_copy_bytes_per_s"] / 1e9, color="k", ls="--", label="stream copy")
         ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels, fontsize=7)
-        ax.set_ylabel("GB/s"); ax.set_title("history bandwidth"); ax.legend()
+        ax.set_xlabel("backward mode and size")
+        ax.set_ylabel("GB/s"); ax.set_title("history bandwidth"); ax.legend(fontsize=7)
     if "accuracy" in res:
         ax = axes[2]
         a = res["accuracy"]
         eps = [r["eps"] for r in a["rows"]]
-        ax.loglog(eps, [r["particle_time_s"] for r in a["rows"]], "o-", label="particle solver (exact)")
+        ax.plot(eps, [r["particle_time_s"] for r in a["rows"]], "o-", label="particle solver (exact)")
         fe = [(r["eps"], r["finite"]["time_s"]) for r in a["rows"] if r["finite"]]
         if fe:
-            ax.loglog(*zip(*fe), "s-", label="finite nets (coupled)")
+            ax.plot(*zip(*fe), "s-", label="finite nets (coupled)")
+        log_log(ax, eps)
         ax.set_xlabel("target standard error of f̂"); ax.set_ylabel("time [s]"); ax.set_title("time to accuracy")
-        ax.legend()
+        ax.legend(fontsize=7)
     if "gap" in res:
         ax = axes[3]
         g = res["gap"]["rows"]
         Ls = [r["depth"] for r in g]
         ax.errorbar(Ls, [r["finite_gap"][-1] for r in g], yerr=[r["finite_gap_stderr"][-1] for r in g], fmt="o-",
-                    label="finite: coupled − decoupled")
+                    capsize=2, label="finite: coupled − decoupled (± 1 SE)")
         ax.errorbar(Ls, [r["limit_gap"][-1] for r in g], yerr=[r["limit_gap_stderr"][-1] for r in g], fmt="s--",
-                    label="limit: exact − gia")
-        ax.set_xscale("log", base=2); ax.axhline(0, color="k", lw=0.5)
+                    capsize=2, label="limit: exact − gia (± 1 SE)")
+        log_axis(ax, "x", Ls); ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("depth L"); ax.set_ylabel("gap in f after 3 steps"); ax.set_title("GIA gap vs depth")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        ax.legend(fontsize=7)
+    for ax in axes:
+        if not ax.has_data():
+            ax.set_visible(False)
+    if path is not None:
+        savefig(fig, path, dpi=110)
+    return fig
 
 
 def main(argv=None):

@@ -40,6 +40,27 @@ def run_study(name: str, size: str, out: str) -> dict:
     return mod.run(size, out)
 
 
+def figure_modules() -> dict:
+    """{name: module} of every benchmark with a ``plot(doc)`` function (studies and external scripts)."""
+    mods = {n: f"studies.{n}" for n in STUDIES}
+    mods.update({n: n for n in EXTERNAL if os.path.exists(os.path.join(HERE, f"{n}.py"))})
+    return mods
+
+
+def replot(out: str, names=None) -> list[str]:
+    """Redraw ``<out>/<name>.png`` from ``<out>/<name>.json`` for every benchmark (no computation)."""
+    written = []
+    for name, modname in figure_modules().items():
+        if names and name not in names:
+            continue
+        for path in (os.path.join(out, f"{name}.json"), os.path.join(out, f"{name}_full.json")):
+            if os.path.exists(path):
+                mod = importlib.import_module(modname)
+                written.append(_common.render(mod, path, out))
+                print(f"[run_all] replotted {written[-1]}", flush=True)
+    return written
+
+
 def summary_md(docs: dict) -> str:
     lines = ["| study | claim (source) | measured | agrees |", "|---|---|---|---|"]
     for name, doc in docs.items():
@@ -58,7 +79,12 @@ def main(argv=None):
     p.add_argument("--out", default=_common.RESULTS, help="directory for <study>.json/png")
     p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(STUDIES))
     p.add_argument("--no-external", action="store_true", help="skip the other engineers' benchmark scripts")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw every <name>.png in --out from its <name>.json (no computation)")
     a = p.parse_args(argv)
+    if a.replot:
+        replot(a.out, [s for s in a.only.split(",") if s] or None)
+        return 0
     size = "tiny" if a.tiny else "quick" if a.quick else "full"
     names = [s for s in a.only.split(",") if s] or list(STUDIES)
     bad = [s for s in names if s not in STUDIES]

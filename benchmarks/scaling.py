@@ -282,11 +282,13 @@ def checkpoint(size):
 
 
 # ---------------------------------------------------------------------------------------------
-def plot(res, path):
+def plot(res, path=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from nfd.plotting import log_axis, log_log, savefig
     import numpy as np
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -295,12 +297,11 @@ def plot(res, path):
         if not case.endswith("float32"):
             continue
         D = [r["devices"] for r in rows]
-        ax.loglog(D, [r["wall_s"] for r in rows], "o-", label=case.replace("_float32", ""))
+        ax.plot(D, [r["wall_s"] for r in rows], "o-", label=case.replace("_float32", ""))
     D = np.array(res["strong"]["device_counts"])
     first = min(rows[0]["wall_s"] for rows in res["strong"]["cases"].values())
-    ax.loglog(D, first / D, "k:", label="ideal (∝ 1/D)")
-    ax.set_xticks(D, [str(d) for d in D])
-    ax.minorticks_off()
+    ax.plot(D, first / D, "k:", label="ideal (∝ 1/D)")
+    log_log(ax, D)
     ax.set_xlabel("devices D" + (" (simulated host devices)" if res["strong"]["simulated"] else ""))
     ax.set_ylabel("wall time per solve [s]")
     ax.set_title("strong scaling (float32)")
@@ -310,9 +311,11 @@ def plot(res, path):
         if not case.endswith("float64"):
             continue
         D = [r["devices"] for r in rows[1:]]
-        ax.semilogy(D, [max(r["max_rel_deviation_from_1_device"], 1e-18) for r in rows[1:]], "o-",
+        ax.plot(D, [max(r["max_rel_deviation_from_1_device"], 1e-18) for r in rows[1:]], "o-",
                     label=case.replace("_float64", ""))
     ax.axhline(2.2e-16, color="k", ls=":", label="float64 ulp")
+    log_axis(ax, "y")
+    ax.set_xticks(sorted({r["devices"] for rows in res["strong"]["cases"].values() for r in rows[1:]}))
     ax.set_xlabel("devices D")
     ax.set_ylabel("max relative deviation from D = 1")
     ax.set_title("sharded = one device (float64)")
@@ -325,12 +328,13 @@ def plot(res, path):
             vals.append(r[sd]["max_ratio"])
     ax.bar(range(len(vals)), vals)
     ax.set_xticks(range(len(vals)), names, fontsize=8)
-    ax.set_yscale("log")
+    log_axis(ax, "y")
+    ax.set_xlabel("history storage")
     ax.set_ylabel("max over samples of rms change / MC sd")
     ax.set_title("16-bit history storage: error vs Monte-Carlo error")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        savefig(fig, path, dpi=110)
+    return fig
 
 
 def main(argv=None):

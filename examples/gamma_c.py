@@ -20,6 +20,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "gamma_c.png"))
@@ -41,7 +46,7 @@ def main(argv=None):
     import nfd
     from nfd.limits import solve_gamma_c_infinite
     from nfd.limits._gamma_c_infinite import richardson
-    from nfd.plotting import plot_rates
+    from nfd.plotting import plot_rates, savefig
 
     rng = np.random.default_rng(0)
     K = args.steps
@@ -73,19 +78,21 @@ def main(argv=None):
     a1.plot(k, inf, "g:", lw=2, label="Γ/C at L = ∞")
     a1.plot(k, Y, "x", color="gray", label="target")
     a1.set_xlabel("SGD step k")
-    a1.set_ylabel("f^(k) before update k")
+    a1.set_ylabel("output f^(k) before update k")
     a1.set_title("linear ResNet, U and v frozen (TP VI §4)")
     a1.legend(fontsize=7)
     pos = [(L, e) for L, e in zip(args.depths, dist) if e > 0]
     fit = None
     if len(pos) >= 2:
         _, fit = plot_rates([p[0] for p in pos], [p[1] for p in pos], ax=a2, label="max_k |f̊_L − f̊_∞|",
-                            xlabel="depth L", ylabel="distance to the infinite-depth limit")
-        print(f"fitted slope of the depth error: {fit.slope:.2f}")
+                            xlabel="depth L", ylabel="distance to the infinite-depth limit (deterministic)",
+                            expected=-1.0, expected_label="expected 1/L (TP VI, Euler in depth)")
+        print(f"fitted slope of the depth error: {fit.slope:.2f}{_ci(fit)}")
+    if fit is None:
+        a2.text(0.5, 0.5, "needs two depths with a non-zero error", ha="center", va="center", transform=a2.transAxes)
+        a2.set(xlabel="depth L", ylabel="distance to the infinite-depth limit")
     a2.set_title("depth convergence of the Γ/C limit")
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    savefig(fig, args.out)
     print(f"figure: {args.out}")
     return {"depths": list(args.depths), "depth_error": dist, "slope": None if fit is None else fit.slope}
 

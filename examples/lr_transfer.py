@@ -8,14 +8,16 @@ across depth: the best η_c at depth 4 is the best at depth 64.  This script
    training run
    (``nfd.optimal_lr``, ``nfd.limit_loss_fn``);
 2. draws the limit's loss against η_c at several depths;
-3. trains finite networks at those depths on a grid of η_c around the optimum and marks each
-   depth's best η_c — if the rate transfers, they line up with the limit's optimum.
+3. trains finite networks at those depths on a fixed grid of η_c (by default the 8 round rates
+   0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10: more than two decades, chosen before the limit's optimum is
+   known, so the grid does not presuppose the answer) and marks each depth's best η_c — if the rate transfers, the
+   finite networks' optima line up across depth and with the limit's optimum.
 
 The loss is the online (prequential) loss (1/K) Σ_k ℓ(f^(k), y^(k)), each sample seen before
 it is trained on.
 
     python examples/lr_transfer.py               # writes examples/out/lr_transfer.png
-    python examples/lr_transfer.py --depths 2 4 --width 32 --seeds 2 --particles 256 --steps 6 --grid 3 --iterations 3
+    python examples/lr_transfer.py --depths 2 4 --width 32 --seeds 2 --particles 256 --steps 6 --grid 7 --iterations 3
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=128, help="width of the finite networks")
     ap.add_argument("--seeds", type=int, default=8, help="finite networks per (depth, η_c)")
     ap.add_argument("--particles", type=int, default=2048, help="particles of the limit")
-    ap.add_argument("--grid", type=int, default=3, help="η_c values per depth for the finite networks, log-spaced in [η_c*/2, 2η_c*]")
+    ap.add_argument("--grid", type=int, default=None,
+                    help="η_c values per depth for the finite networks, log-spaced over --lr-range "
+                         "(default: the round numbers 1, 2, 5 × 10^k inside --lr-range: 8 values over 0.05–10)")
+    ap.add_argument("--lr-range", type=float, nargs=2, default=[0.05, 10.0], metavar=("LO", "HI"),
+                    help="the η_c range of the finite networks' grid and of the limit's curve (default 0.05 10)")
     ap.add_argument("--scan", type=int, default=16, help="coarse log-spaced scan of the limit loss before bisection")
     ap.add_argument("--iterations", type=int, default=10, help="bisection steps for the optimal η_c")
     args = ap.parse_args(argv)
@@ -45,6 +51,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     import nfd
+    from nfd.plotting import log_axis, savefig
 
     rng = np.random.default_rng(0)
     K, d = args.steps, 4
@@ -52,13 +59,21 @@ def main(argv=None):
     Y = np.tanh(X @ np.array([1.5, -1.0, 0.5, 0.0]))
     lim_kw = dict(particles=args.particles, activation="tanh", backward="exact", seed=0)
     L0 = args.depths[0]
-    opt = nfd.optimal_lr(X, Y, bracket=(0.05, 20.0), depth=L0, grid=args.scan, iterations=args.iterations, **lim_kw)
+    lo_lr, hi_lr = sorted(args.lr_range)
+    if lo_lr <= 0:
+        raise SystemExit("--lr-range must be positive")
+    opt = nfd.optimal_lr(X, Y, bracket=(lo_lr, hi_lr), depth=L0, grid=args.scan, iterations=args.iterations, **lim_kw)
     print(f"limit (L={L0}, P={args.particles}): optimal η_c = {opt.lr:.3f}, loss {opt.loss:.4f}, "
           f"∂ℒ/∂η_c there = {opt.d_lr:+.2e} (interior: {opt.interior}, {len(opt.history)} evaluations)")
 
-    lrs = opt.lr * np.geomspace(0.5, 2.0, args.grid)
-    curve_lrs = opt.lr * np.geomspace(0.2, 5.0, 25)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # the finite networks' grid is fixed before (and independently of) the limit's optimum
+    if args.grid is None:
+        lrs = np.array([m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5)])
+        lrs = lrs[(lrs >= lo_lr * (1 - 1e-9)) & (lrs <= hi_lr * (1 + 1e-9))]
+    else:
+        lrs = np.geomspace(lo_lr, hi_lr, args.grid)
+    curve_lrs = np.geomspace(lo_lr, hi_lr, 33)
+    fig, ax = plt.subplots(figsize=(8, 5))
     best = {}
     curves, finite_means = [], []
     for i, L in enumerate(args.depths):
@@ -67,7 +82,8 @@ def main(argv=None):
         lim_curve = np.array([float(fn(a, 1.0)) for a in curve_lrs])
         lim_curve[~np.isfinite(lim_curve)] = np.nan  # diverged
         curves.append(lim_curve)
-        ax.plot(curve_lrs, lim_curve, "-", color=c, alpha=0.8, label=f"limit, L={L}")
+        okc = np.isfinite(lim_curve)
+        ax.plot(curve_lrs[okc], lim_curve[okc], "-", color=c, alpha=0.8, label=f"limit, L={L}")
         means, ses = [], []
         for a in lrs:
             try:
@@ -81,9 +97,13 @@ def main(argv=None):
                 ses.append(np.nan)
         means, ses = np.array(means), np.array(ses)
         finite_means.append(means)
-        ax.errorbar(lrs, means, 2 * ses, fmt="o", color=c, capsize=3, label=f"finite n={args.width}, L={L} (± 2 SE)")
+        ok = np.isfinite(means)  # diverged rates are left out
+        ax.errorbar(lrs[ok], means[ok], 2 * np.nan_to_num(ses[ok]), fmt="o", color=c, capsize=3,
+                    label=f"finite n={args.width}, L={L} (± 2 SE)")
         j = int(np.nanargmin(means))
         best[L] = float(lrs[j])
+        ax.plot([lrs[j]], [means[j]], "*", ms=14, mfc="none", mec=c, mew=1.5,
+                label=f"finite best η_c={lrs[j]:.2g}, L={L}")
         print(f"L={L:4d}: finite best η_c on the grid = {lrs[j]:.3f} (loss {means[j]:.4f}); "
               f"limit argmin on the curve = {curve_lrs[int(np.nanargmin(lim_curve))]:.3f}")
     ax.axvline(opt.lr, color="k", ls=":", label=f"limit optimum η_c* = {opt.lr:.2f} (via ∂ℒ/∂η_c)")
@@ -91,14 +111,17 @@ def main(argv=None):
     lo = np.nanmin([np.nanmin(c) for c in curves] + [np.nanmin(m) for m in finite_means])
     hi = 1.2 * np.nanmax([np.nanmax(m) for m in finite_means])
     ax.set_ylim(0.9 * lo, hi if hi > lo else 2 * lo)
-    ax.set_xscale("log")
-    ax.set_xlabel("η_c")
+    log_axis(ax, "x", lrs)
+    log_axis(ax, "y")
+    ax.set_xlabel("learning-rate constant η_c (finite networks at the labelled values)")
     ax.set_ylabel("online loss (1/K) Σ ℓ(f^(k), y^(k))")
     ax.set_title("learning-rate transfer across depth (depth-μP, one-layer blocks)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    ax.legend(fontsize=6, ncol=2)
+    savefig(fig, args.out)
+    spread = max(best.values()) / min(best.values())
+    print(f"the finite networks' best η_c on a {len(lrs)}-point grid over [{lo_lr:g}, {hi_lr:g}]: "
+          + ", ".join(f"L={L}: {b:.3g}" for L, b in best.items())
+          + f" (largest/smallest = {spread:.2g}; grid steps are factors {(lrs[1] / lrs[0]) if len(lrs) > 1 else float('nan'):.2g}–{(lrs[-1] / lrs[-2]) if len(lrs) > 1 else float('nan'):.2g})")
     print(f"figure: {args.out}")
     return {"optimal_lr": opt.lr, "finite_best": best}
 

@@ -17,6 +17,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "mean_ode.png"))
@@ -37,7 +42,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     import nfd
-    from nfd.plotting import plot_rates
+    from nfd.plotting import log_axis, plot_rates, savefig
 
     rng = np.random.default_rng(0)
     n, D = 8, 3
@@ -50,26 +55,30 @@ def main(argv=None):
     dist, dist_se = [], []
     for L in args.depths:
         r = nfd.simulate_resnet(X, Y, depth=L, hidden=args.hidden, steps=args.steps, seeds=args.seeds, seed=1)
-        a1.plot(r.losses.mean(0), "--", label=f"finite L={L}, M={args.hidden} (seed mean)")
+        lm = r.losses.mean(0)
+        (ln,) = a1.plot(lm, "--", label=f"finite L={L}, M={args.hidden} (seed mean ± 2 SE band)")
+        if args.seeds > 1:
+            band = 2 * r.losses.std(0, ddof=1) / np.sqrt(args.seeds)
+            a1.fill_between(np.arange(lm.shape[0]), np.maximum(lm - band, lm * 1e-3), lm + band, color=ln.get_color(),
+                            alpha=0.2, lw=0)
         # RMS distance of the seed-mean final outputs to the limit
         e = r.outputs[:, -1] - lim.final  # (seeds, n, D)
         dist.append(float(np.sqrt(np.mean(e.mean(0) ** 2))))
         dist_se.append(float(np.sqrt(np.mean(e.var(0, ddof=1) / args.seeds))) if args.seeds > 1 else 0.0)
         print(f"L={L:4d}: final loss {r.losses[:, -1].mean():.4f} (limit {lim.losses[-1]:.4f}); "
               f"RMS |mean h^L − h(1)| = {dist[-1]:.4f} ± {dist_se[-1]:.4f}")
-    a1.set_yscale("log")
-    a1.set_xlabel("GD step")
+    log_axis(a1, "y")
+    a1.set_xlabel("full-batch GD step")
     a1.set_ylabel("training loss")
     a1.set_title("finite ResNets and their Neural Mean ODE")
     a1.legend(fontsize=7)
     _, fit = plot_rates(args.depths, dist, np.asarray(dist_se) if args.seeds > 1 else None, ax=a2,
-                        label="RMS distance to the limit", xlabel="depth L", ylabel="final outputs, RMS distance")
+                        label="RMS distance to the limit", xlabel="depth L", ylabel="final outputs, RMS distance",
+                        expected=-1.0, expected_label="expected 1/L (bias term a/L, Chizat 2025)")
     print(f"limit Monte-Carlo error (RMS stderr of the outputs): {np.sqrt(np.mean(lim.outputs_stderr[-1] ** 2)):.4f}")
-    print(f"fitted slope of the distance against depth: {fit.slope:.2f}")
+    print(f"fitted slope of the distance against depth: {fit.slope:.2f}{_ci(fit)}")
     a2.set_title("convergence in depth")
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    savefig(fig, args.out)
     print(f"figure: {args.out}")
     return {"depths": list(args.depths), "distance": dist, "slope": fit.slope}
 

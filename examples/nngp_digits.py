@@ -19,6 +19,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _ci(fit) -> str:
+    ci = fit.slope_ci95
+    return f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci is not None else " (two points, no interval)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "nngp_digits.png"))
@@ -38,10 +43,15 @@ def main(argv=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.datasets import load_digits
+
+    try:
+        from sklearn.datasets import load_digits
+    except ModuleNotFoundError:
+        raise SystemExit("examples/nngp_digits.py needs scikit-learn for the digits data set: "
+                         "pip install -e \".[examples]\"  (or: pip install scikit-learn)") from None
 
     import nfd
-    from nfd.plotting import plot_kernel, plot_rates
+    from nfd.plotting import log_axis, plot_kernel, plot_rates, savefig
 
     dg = load_digits()
     rng = np.random.default_rng(0)
@@ -78,21 +88,29 @@ def main(argv=None):
     Tm = args.Ts[int(np.argmax([acc[T] for T in args.Ts]))]
     order = np.argsort(lab[:ntr], kind="stable")
     C = nfd.nngp_kernel(X[:ntr][order], activation="relu", T=Tm)
-    plot_kernel(C, ax=axes[0], title=f"NNGP kernel C_T, T={Tm:g} (train digits sorted by class)")
-    axes[1].plot(args.Ts, [acc[T] for T in args.Ts], "o-")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("horizon T")
-    axes[1].set_ylabel("test accuracy")
-    axes[1].set_title("kernel regression on digits")
+    plot_kernel(C, ax=axes[0], title=f"NNGP kernel C_T, T={Tm:g}", label="C_T(x_i, x_j)",
+                xlabel="training digit j (sorted by class)", ylabel="training digit i (sorted by class)")
+    a = axes[1]
+    Ts = np.asarray(args.Ts, float)
+    accs = np.asarray([acc[T] for T in args.Ts])
+    acc_se = np.sqrt(accs * (1 - accs) / args.test)  # binomial standard error over the test digits
+    a.errorbar(Ts, 100 * accs, 200 * acc_se, fmt="o-", capsize=3, label=f"test accuracy (± 2 SE, {args.test} digits)")
+    log_axis(a, "x", Ts)
+    mid = 100 * accs.mean()
+    half = max(100 * (accs.max() - accs.min()) / 2 + 250 * acc_se.max(), 2.5)  # at least ±2.5 points
+    a.set_ylim(max(0.0, mid - half), min(100.0, mid + half))
+    a.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.0f%%"))
+    a.set_xlabel("horizon T")
+    a.set_ylabel("test accuracy")
+    a.set_title("NNGP kernel regression on digits")
+    a.legend(fontsize=7)
     _, fit = plot_rates(args.widths, rel, np.asarray(rel_se) if args.seeds > 1 else None, ax=axes[2],
-                        label="finite / NNGP kernel", xlabel="width n", ylabel="relative RMS error",
-                        reference_slope=-0.5)
+                        label="finite / NNGP kernel", xlabel="width n", ylabel="relative RMS error of the kernel",
+                        expected=-0.5, expected_label="expected n^-1/2 (central limit theorem)")
     axes[2].set_title(f"finite random ResNets, L={args.depth}")
     if fit is not None:
-        print(f"fitted slope of the kernel error against width: {fit.slope:.2f} (CLT: −1/2)")
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+        print(f"fitted slope of the kernel error against width: {fit.slope:.2f}{_ci(fit)} (CLT: −1/2)")
+    savefig(fig, args.out)
     print(f"figure: {args.out}")
     return {"accuracy": acc, "kernel_error": rel, "slope": None if fit is None else fit.slope}
 

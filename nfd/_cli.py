@@ -1,36 +1,37 @@
-"""The ``nfd`` command line: solve a limit or simulate finite networks from a config file.
+"""The nfd command line: solve a limit or simulate finite networks from a config file.
 
     nfd template > run.toml          # an annotated example configuration
     nfd solve run.toml               # the limit: writes nfd-out/solve.npz, solve_summary.json, solve.png
     nfd simulate run.toml --limit    # finite networks of every width (and the limit), one figure
-    nfd bench --quick                # run benchmarks/<name>.py --quick from a clone of the repo
+    nfd bench --quick                # run benchmarks/<name>.py --quick from a clone of the repository
 
-A configuration (TOML or JSON) has up to five sections; only ``[model]`` is required:
+A configuration file (TOML or JSON) has up to five sections; only [model] is required:
 
-* ``[data]``: ``kind`` = ``"synthetic"`` (default; ``samples``, ``input_dim``, ``target`` in
-  ``tanh/sin/linear``, ``seed``), ``"digits"`` (scikit-learn's digits, two ``classes``,
-  ``samples``) or ``"file"`` (``path`` to an .npz with arrays ``X`` and ``Y``).
-* ``[model]``: the network, shared by the limit and the finite networks: ``depth``,
-  ``activation``, ``lr`` (η_c), ``T``, ``frozen``, ``loss``, ...
-* ``[solve]``: ``method`` (``particles``, ``gamma_c``, ``mean_ode``) and that solver's options
-  (``particles``, ``backward``, ``seed``, ``batch_size``, ``dtype``, ...).
-* ``[simulate]``: ``widths`` (a list) and the options of :func:`nfd.simulate` (``seeds``,
-  ``backward``, ``seed``, ...).
-* ``[output]``: ``dir`` (default ``nfd-out``), ``format`` (``npz`` or ``json``), ``figure``.
+  [data]      kind = "synthetic" (default; samples, input_dim, target = tanh | sin | linear, seed),
+              "digits" (scikit-learn's handwritten digits, two classes, samples; needs
+              pip install "nfd[examples]") or "file" (path = an .npz file with arrays X and Y)
+  [model]     the network, shared by the limit and the finite networks: depth, activation,
+              lr (the learning-rate constant), T, frozen, loss, ...
+  [solve]     method = particles | gamma_c | mean_ode, and that solver's options
+              (particles, backward, seed, batch_size, dtype, ...)
+  [simulate]  widths = [64, 256] and the options of nfd.simulate (seeds, backward, seed, ...)
+  [output]    dir (default nfd-out), format (npz or json), figure (true or false)
 
-Outputs: ``solve.npz`` (or ``.json``; read back with :func:`nfd.load`), ``solve_summary.json``
-(outputs, losses, wall time, machine) and ``solve.png``; for ``simulate``,
-``simulate_n<width>.npz`` per width, ``simulate.json`` and ``simulate.png``.
+Outputs: solve.npz (or .json; read it back in Python with nfd.load), solve_summary.json
+(outputs, losses, wall time, machine) and solve.png; for simulate, simulate_n<width>.npz per
+width, simulate.json and simulate.png. A short summary table is printed at the end.
 
-Every option is checked against the signature of the function it goes to before anything runs.
+Every option is checked against the function it goes to before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -177,7 +178,11 @@ def make_data(cfg: dict, method: str = "particles"):
         K = data.pop("samples", 64)
         classes = data.pop("classes", [0, 1])
         _no_extra("data", data)
-        from sklearn.datasets import load_digits
+        try:
+            from sklearn.datasets import load_digits
+        except ModuleNotFoundError:
+            raise ValueError('config [data] kind = "digits" needs scikit-learn: pip install -e ".[examples]" '
+                             '(or pip install scikit-learn)') from None
 
         dg = load_digits()
         if len(classes) != 2:
@@ -330,6 +335,61 @@ class _Log:
             print(f"[nfd {time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
+class _Progress:
+    """A tqdm progress bar fed by the solvers' ``progress(done, steps)`` hook.
+
+    The first chunk of steps includes compilation, so the bar starts when it returns (its rate
+    and time left count only compiled steps) and the first chunk's time is reported on its own
+    as ``compile_s`` (compilation plus one chunk).
+    """
+
+    def __init__(self, desc: str, log: _Log):
+        self.desc, self.log = desc, log
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.compile_s = None
+
+    def __call__(self, done: int, steps: int):
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.compile_s = time.perf_counter() - self.t0
+            self.log(f"{self.desc}: compiled and ran the first {done}/{steps} steps in {self.compile_s:.1f}s")
+            self.bar = tqdm(total=steps, initial=done, desc=self.desc, unit="step", file=sys.stderr, leave=True,
+                            dynamic_ncols=True, disable=self.log.quiet,
+                            bar_format="{desc}: step {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}, {rate_fmt}")
+            self.bar.refresh()
+        else:
+            self.bar.update(done - self.bar.n)
+        if done >= steps:
+            self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    """A two-column plain-text table."""
+    w = max(len(k) for k, _ in rows)
+    return "\n".join([title] + [f"  {k.ljust(w)}  {v}" for k, v in rows])
+
+
+def _numbers(a, digits: int = 3, most: int = 8) -> str:
+    a = np.asarray(a, np.float64).ravel()
+    txt = " ".join(f"{v:.{digits}g}" for v in a[:most])
+    return txt + (f" … ({a.size} values)" if a.size > most else "")
+
+
+def _slope_text(fit) -> str:
+    if fit is None:
+        return "n/a (needs two widths with a non-zero distance)"
+    if fit.slope_ci95 is None:
+        return f"{fit.slope:.2f} (two points, no interval)"
+    lo, hi = fit.slope_ci95
+    return f"{fit.slope:.2f}, 95% interval [{lo:.2f}, {hi:.2f}]"
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------
@@ -343,10 +403,15 @@ def cmd_solve(args) -> int:
     out_dir, fmt, want_fig = _output(cfg, args)
     X, Y = make_data(cfg, method)
     log(f"solve: method={method}, data X{X.shape}, options {_short(kw)}")
+    bar = None
     if method == "particles" and not args.quiet and "progress" not in kw:
-        kw["progress"] = True  # step / elapsed / remaining on stderr (results are identical)
+        bar = kw["progress"] = _Progress("solve", log)  # a progress bar on stderr (results are identical)
     t = time.perf_counter()
-    res = fn(X, Y, **kw)
+    try:
+        res = fn(X, Y, **kw)
+    finally:
+        if bar is not None:
+            bar.close()
     wall = time.perf_counter() - t
     log(f"solve: done in {wall:.1f}s")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,6 +421,7 @@ def cmd_solve(args) -> int:
                "losses": to_jsonable(getattr(res, "losses", None)), "result_file": str(path)}
     (out_dir / "solve_summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
     log(f"wrote {path}")
+    files = [str(path), str(out_dir / "solve_summary.json")]
     if want_fig:
         import matplotlib
 
@@ -365,6 +431,19 @@ def cmd_solve(args) -> int:
         fig_path = out_dir / "solve.png"
         plot_result(res, path=fig_path, title=f"nfd solve: method={method}")
         log(f"wrote {fig_path}")
+        files.append(str(fig_path))
+    rows = [("method", method + (f", backward={kw['backward']}" if "backward" in kw else "")
+             + (f", {kw['particles']} particles" if "particles" in kw else ""))]
+    outs = getattr(res, "outputs", None)
+    if outs is not None and np.asarray(outs).ndim == 1:
+        rows.append(("outputs per step", _numbers(outs)))
+    losses = getattr(res, "losses", None)
+    if losses is not None and np.asarray(losses).size:
+        rows.append(("final loss", f"{float(np.asarray(losses).ravel()[-1]):.4g}"))
+    rows.append(("wall time", f"{wall:.1f} s" + (f" (compilation and first chunk {bar.compile_s:.1f} s)"
+                                                  if bar is not None and bar.compile_s is not None else "")))
+    rows.append(("files", ", ".join(files)))
+    print(_table("nfd solve: summary", rows))
     return 0
 
 
@@ -393,44 +472,109 @@ def cmd_simulate(args) -> int:
         if ckpt is not None:  # one checkpoint file per width: run_n64.npz, run_n128.npz, ...
             p = Path(ckpt)
             kw["checkpoint"] = str(p.with_name(f"{p.stem}_n{n}{p.suffix}")) if len(widths) > 1 else str(p)
-        r = simulate(X, Y, width=n, progress=not args.quiet, **kw)
+        bar = _Progress(f"width {n}", log) if not args.quiet else False
+        try:
+            r = simulate(X, Y, width=n, progress=bar, **kw)
+        finally:
+            if bar:
+                bar.close()
         wall = time.perf_counter() - t
         results[n] = r
         path = save(out_dir / f"simulate_n{n}.{fmt}", r, config=cfg)
         summary["runs"].append({"width": n, "wall_time_s": wall, "mean": to_jsonable(r.mean),
-                                "stderr": to_jsonable(r.stderr), "result_file": str(path)})
+                                "stderr": to_jsonable(r.stderr), "result_file": str(path),
+                                "compile_s": bar.compile_s if bar else None})
         log(f"simulate: width {n} done in {wall:.1f}s, wrote {path}")
     if args.limit:
         log(f"solve: method={method} (the limit to compare with)")
         limit = fn(X, Y, **skw)
         save(out_dir / f"solve.{fmt}", limit, config=cfg)
         summary["limit"] = {"method": method, "outputs": to_jsonable(limit.outputs)}
+        fhat = np.asarray(limit.outputs, np.float64)
         for run in summary["runs"]:
-            m = np.asarray(results[run["width"]].mean)
-            run["rms_distance_to_limit"] = float(np.sqrt(np.mean((m - np.asarray(limit.outputs)) ** 2)))
+            r = results[run["width"]]
+            m = np.asarray(r.mean)
+            run["rms_distance_to_limit"] = float(np.sqrt(np.mean((m - fhat) ** 2)))
+            # per network: mean over steps k ≥ 1 of (f_n − f̂)²; its mean over seeds and standard error
+            per_seed = np.mean((np.asarray(r.outputs, np.float64)[:, 1:] - fhat[None, 1:]) ** 2, axis=1)
+            run["ms_distance_to_limit"] = float(per_seed.mean())
+            run["ms_distance_to_limit_se"] = (float(per_seed.std(ddof=1) / np.sqrt(per_seed.size))
+                                              if per_seed.size > 1 else None)
+        summary["limit"]["ms_distance_fit"] = _distance_fit(summary["runs"])
     (out_dir / "simulate.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+    files = [run["result_file"] for run in summary["runs"]]
+    if limit is not None:
+        files.append(str(out_dir / f"solve.{fmt}"))
+    files.append(str(out_dir / "simulate.json"))
     if want_fig:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .plotting import plot_rates, plot_training
+        from .plotting import describe, plot_rates, plot_training, savefig
 
-        ncol = 2 if (limit is not None and len(widths) >= 2) else 1
-        fig, axes = plt.subplots(1, ncol, figsize=(5.5 * ncol, 4))
+        runs = [r for r in summary["runs"] if r.get("ms_distance_to_limit", 0) > 0]
+        ncol = 2 if (limit is not None and len(runs) >= 2) else 1
+        fig, axes = plt.subplots(1, ncol, figsize=(6 * ncol, 4.4))
         axes = np.atleast_1d(axes)
         res = [results[n] for n in widths] + ([limit] if limit is not None else [])
-        labels = [f"width {n}" for n in widths] + (["limit"] if limit is not None else [])
-        plot_training(*res, labels=labels, targets=Y, ax=axes[0])
+        labels = [f"finite networks, n={n}" for n in widths] + ([describe(limit)] if limit is not None else [])
+        plot_training(*res, labels=labels, targets=Y, ax=axes[0], title="output per SGD step")
         if ncol == 2:
-            d = [r["rms_distance_to_limit"] for r in summary["runs"]]
-            plot_rates(widths, d, ax=axes[1], label="RMS |mean f_n − f̂|", xlabel="width n",
-                       ylabel="distance to the limit")
-        fig.tight_layout()
-        fig.savefig(out_dir / "simulate.png", dpi=120)
+            se = [r["ms_distance_to_limit_se"] for r in runs]
+            plot_rates([r["width"] for r in runs], [r["ms_distance_to_limit"] for r in runs],
+                       None if None in se else np.asarray(se), ax=axes[1], label="E|f_n − f̂|²", xlabel="width n",
+                       ylabel="mean-square distance to the limit (steps k ≥ 1)", expected=-1.0,
+                       expected_label="expected rate 1/n (NFD Thm 1)", title="convergence to the limit")
+        savefig(fig, out_dir / "simulate.png")
         log(f"wrote {out_dir / 'simulate.png'}")
+        files.append(str(out_dir / "simulate.png"))
+    _print_simulate_summary(summary, files)
     return 0
+
+
+def _distance_fit(runs):
+    """The log-log fit of the mean-square distance against width, as a JSON-able dict (or None)."""
+    from .plotting import fit_rate
+
+    ok = [r for r in runs if r.get("ms_distance_to_limit", 0) > 0]
+    if len(ok) < 2:
+        return None
+    se = [r["ms_distance_to_limit_se"] for r in ok]
+    fit = fit_rate([r["width"] for r in ok], [r["ms_distance_to_limit"] for r in ok],
+                   None if None in se or 0.0 in se else se)
+    return {"slope": fit.slope, "slope_se": fit.slope_se,
+            "slope_ci95": None if fit.slope_ci95 is None else list(fit.slope_ci95), "expected": -1.0}
+
+
+def _print_simulate_summary(summary, files):
+    head = f"  {'width':>6}  {'seeds':>5}  {'f at the last step (mean ± SE)':>31}  {'wall s':>7}"
+    lim = summary.get("limit")
+    if lim is not None:
+        head += f"  {'E|f_n − f̂|² (± SE)':>22}"
+    lines = ["nfd simulate: summary", head]
+    for r in summary["runs"]:
+        m, e = np.asarray(r["mean"], np.float64).ravel(), np.asarray(r["stderr"], np.float64).ravel()
+        seeds = summary["config"].get("simulate", {}).get("seeds", "")
+        last = f"{m[-1]:.4g} ± {e[-1]:.2g}"
+        row = f"  {r['width']:>6}  {seeds!s:>5}  {last:>31}  {r['wall_time_s']:>7.1f}"
+        if lim is not None:
+            se = r.get("ms_distance_to_limit_se")
+            cell = f"{r['ms_distance_to_limit']:.3g}" + (f" ± {se:.2g}" if se is not None else "")
+            row += f"  {cell:>22}"
+        lines.append(row)
+    if lim is not None:
+        fit = lim.get("ms_distance_fit")
+        lines.append(f"  limit: method {lim['method']}, outputs {_numbers(lim['outputs'])}")
+        if fit is None:
+            lines.append("  fitted slope of E|f_n − f̂|² against width: n/a (needs two widths)")
+        else:
+            ci = fit["slope_ci95"]
+            ci_txt = f", 95% interval [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (two points, no interval)"
+            lines.append(f"  fitted slope of E|f_n − f̂|² against width: {fit['slope']:.2f}{ci_txt}; expected −1 (1/n)")
+    lines.append(f"  files: {', '.join(files)}")
+    print("\n".join(lines))
 
 
 def _find_bench_dir(arg):
@@ -482,12 +626,52 @@ def _short(kw):
 # ---------------------------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors that help: the usage of the (sub)command that failed, a
+    "did you mean" for a misspelled option or command, and where to find the options."""
+
+    def _option_strings(self) -> list[str]:
+        return [o for a in self._actions for o in a.option_strings]
+
+    def _choices(self) -> list[str]:
+        out = []
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                out += list(a.choices)
+        return out
+
+    def suggestions(self, message: str) -> list[str]:
+        """'did you mean' lines for an argparse error message."""
+        hints = []
+        m = re.search(r"unrecognized arguments: (.*)", message)
+        if m:
+            for tok in m.group(1).split():
+                if tok.startswith("-"):
+                    opt = tok.split("=", 1)[0]
+                    close = difflib.get_close_matches(opt, self._option_strings(), n=1, cutoff=0.5)
+                    if close:
+                        hints.append(f"did you mean {close[0]} (instead of {opt})?")
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.5)
+            if close:
+                hints.append(f"did you mean {close[0]!r} (instead of {m.group(1)!r})?")
+        return hints
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        lines = [f"{self.prog}: error: {message}"] + [f"{self.prog}: {h}" for h in self.suggestions(message)]
+        lines.append(f"Run '{self.prog} --help' for the options.")
+        self.exit(2, "\n".join(lines) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nfd",
         description="Infinite width-and-depth limits of residual networks, and finite networks to compare "
                     "them with. Start with `nfd template > run.toml`, then `nfd solve run.toml`.",
-        epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -518,8 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "errors, wall times, machine) and simulate.png.")
     common(m)
     m.add_argument("--limit", action="store_true",
-                   help="also solve the [solve] limit, draw it, and fit the distance of the seed means to it "
-                        "against width (log-log slope)")
+                   help="also solve the [solve] limit, draw it, and fit the mean-square distance of the "
+                        "networks to it against width (log-log slope with a 95%% interval; expected 1/n)")
     m.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="run the benchmark scripts of a clone of the repository",
@@ -545,7 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``nfd`` command (returns the exit status)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report unknown options with the usage of the subcommand they were given to
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        target = sub.choices.get(getattr(args, "command", None), parser) if sub is not None else parser
+        target.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -128,7 +128,10 @@ def run(problem, *, checkpoint=None, checkpoint_every: int | None = None, progre
             belong to the same problem, else ``ValueError``); the state is written there,
             atomically, every ``checkpoint_every`` steps and at the end.
         checkpoint_every: steps between checkpoints (needs ``checkpoint``; default: at every stop).
-        progress: print the step, elapsed and remaining time to stderr (about 20 times a run).
+        progress: print the step, elapsed and remaining time to stderr (about 20 times a run;
+            the rate and the time left exclude the first chunk, which includes compilation), or a
+            function ``progress(done, steps)`` called after each of those chunks instead (the
+            ``nfd`` command draws its progress bar with it).
         on_divergence: ``"raise"`` (:class:`~nfd.DivergenceError` naming the first non-finite
             step, checked at every stop so a diverged state is never saved) or ``"return"``
             (warn; the result's ``status`` records the step).
@@ -149,7 +152,7 @@ def run(problem, *, checkpoint=None, checkpoint_every: int | None = None, progre
     chunk = int(chunk_steps) if chunk_steps is not None else (max(1, math.ceil(total / 20)) if progress else None)
 
     def say(msg):
-        if progress:
+        if progress and not callable(progress):
             print(f"{name}: {msg}", file=sys.stderr, flush=True)
 
     if checkpoint is not None and os.path.exists(checkpoint):
@@ -158,7 +161,7 @@ def run(problem, *, checkpoint=None, checkpoint_every: int | None = None, progre
     else:
         say("compiling and starting" + (f" ({problem.describe})" if getattr(problem, "describe", "") else ""))
         state = problem.init()
-    t0, done0 = time.perf_counter(), state.step
+    t0, first = time.perf_counter(), None
     kw = problem.report_kw
     while state.step < total:
         nxt, save = next_stop(state.step, total, segment=segment, chunk=chunk, every=checkpoint_every)
@@ -167,10 +170,19 @@ def run(problem, *, checkpoint=None, checkpoint_every: int | None = None, progre
             report(problem.divergence(state), on_divergence="raise", **kw)  # before a diverged state is saved
         if checkpoint is not None and save:
             problem.save(state, checkpoint)
-        if progress:
-            el = time.perf_counter() - t0
-            left = el / max(state.step - done0, 1) * (total - state.step)
-            say(f"step {state.step}/{total}  {el:.1f} s elapsed, ~{left:.0f} s left")
+        now = time.perf_counter()
+        if first is None:  # the first chunk includes compilation: the rate is measured after it
+            first = (now, state.step)
+        if callable(progress):
+            progress(state.step, total)
+        elif progress:
+            el = now - t0
+            t1, d1 = first
+            if state.step > d1:
+                left = f"~{(now - t1) / (state.step - d1) * (total - state.step):.0f} s left"
+            else:
+                left = f"first chunk (with compilation) {el:.1f} s"
+            say(f"step {state.step}/{total}  {el:.1f} s elapsed, {left}")
     div = problem.divergence(state)
     report(div, on_divergence=on_divergence, stacklevel=3, **kw)
     return problem.solution(state, divergence=div)

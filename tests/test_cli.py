@@ -124,3 +124,92 @@ def test_simulate_checkpoint_option_writes_one_file_per_width_and_resumes(tmp_pa
     for n in (16, 32):
         a, c = nfd.load(tmp_path / "a" / f"simulate_n{n}.npz"), nfd.load(tmp_path / "c" / f"simulate_n{n}.npz")
         np.testing.assert_array_equal(a.outputs, c.outputs)
+
+
+def test_help_is_plain_words_and_mistakes_get_the_subcommand_usage_and_a_suggestion(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and ":func:" not in top and ":class:" not in top
+    # a misspelled subcommand: top-level usage and the closest command
+    with pytest.raises(SystemExit) as e:
+        main(["slove", "run.toml"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'solve'" in err
+    # a misspelled option: the usage of the subcommand it was given to, and the closest option
+    with pytest.raises(SystemExit) as e:
+        main(["template", "--methd", "gamma_c"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nfd template") and "did you mean --method" in err
+    with pytest.raises(SystemExit):
+        main(["simulate", "run.toml", "--limt"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nfd simulate") and "did you mean --limit" in err
+
+
+def test_solve_and_simulate_print_a_summary_and_label_their_figures(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nfd.plotting import check_figure, plot_result
+
+    (tmp_path / "run.toml").write_text(template_text("toml"))
+    assert main(["simulate", str(tmp_path / "run.toml"), "--out", str(tmp_path), "--limit", "-q", *SMALL]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "simulate.json").read_text())
+    fit = summary["limit"]["ms_distance_fit"]
+    # the printed table carries the fitted slope and its interval as stored, and the files written
+    assert "nfd simulate: summary" in out and f"{fit['slope']:.2f}" in out and "expected" in out
+    assert "95% interval" in out or "no interval" in out
+    assert str(tmp_path / "simulate.png") in out and str(tmp_path / "simulate_n16.npz") in out
+    # the mean-square distance is the mean over seeds of the per-network distance (steps k ≥ 1)
+    lim = nfd.load(tmp_path / "solve.npz")
+    r = nfd.load(tmp_path / "simulate_n32.npz")
+    per_seed = np.mean((r.outputs[:, 1:] - lim.outputs[None, 1:]) ** 2, axis=1)
+    run = next(x for x in summary["runs"] if x["width"] == 32)
+    assert run["ms_distance_to_limit"] == pytest.approx(per_seed.mean(), rel=1e-6)
+    assert run["ms_distance_to_limit_se"] == pytest.approx(per_seed.std(ddof=1) / np.sqrt(2), rel=1e-6)
+
+    assert main(["solve", str(tmp_path / "run.toml"), "--out", str(tmp_path / "s"), "-q", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "nfd solve: summary" in out and "wall time" in out and str(tmp_path / "s" / "solve.npz") in out
+    # the solve figure: a plain-words legend (not the class name) and labelled heat-map axes
+    fig = plot_result(lim)
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert labels and not any("ParticleSolution" in t for t in labels)
+    assert check_figure(fig) == []
+    plt.close("all")
+
+
+def test_progress_bar_starts_after_compilation(capsys):
+    from nfd._cli import _Log, _Progress
+
+    bar = _Progress("solve", _Log(quiet=False))
+    import time as _t
+
+    _t.sleep(0.2)  # stands for compilation + the first chunk
+    bar(1, 4)
+    assert bar.compile_s >= 0.2
+    bar(4, 4)  # the bar's clock starts at the first report: its rate excludes compilation
+    err = capsys.readouterr().err
+    assert "compiled and ran the first 1/4 steps" in err and "step 4/4" in err
+    assert bar.bar.format_dict["elapsed"] < 0.2
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("sklearn"):
+            raise ModuleNotFoundError("No module named 'sklearn'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ValueError, match=r"nfd\[examples\]|\.\[examples\]"):
+        make_data({"data": {"kind": "digits"}, "model": {}})

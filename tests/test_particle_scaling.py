@@ -8,12 +8,10 @@ run is K·L ≈ 50 dependent steps, each adding a few ulps (2.2e-16) of relative
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Seeds sharded across (simulated) devices give the same networks as one device."""
 
-import os
 import subprocess
 import sys
 import textwrap

@@ -28,6 +28,37 @@ from studies.rates_training import data  # noqa: E402
 STUDY = "pre_post_T"
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, res, fits = doc["config"], doc["results"], doc["fits"]
+    rows = res["horizon"]["rows"]
+    fig, ax = C.figure(1, 2)
+    a = ax[0, 0]
+    C.plot_fit(a, fits["growth_pre"], "pre-activation", expected=0.0,
+               expected_label="NFD Prop. 2: bounded (slope 0)")
+    C.plot_fit(a, fits["growth_post"], "post-activation", fmt="s")
+    a.set(xlabel="depth L", ylabel="|h_L|²/n at initialisation",
+          title=f"feature size against depth (ReLU, n={cfg['growth_width']})")
+    a = ax[0, 1]
+    t = np.asarray([r["T"] for r in rows], float)
+    none = lambda v: np.nan if v is None else v  # noqa: E731
+    for key, fmt, lab in (("train", "o-", "finite, train"), ("test", "s-", "finite, test")):
+        m = np.asarray([none(r[key]) for r in rows], float)
+        se = np.asarray([none(r[key + "_se"]) for r in rows], float)
+        ok = np.isfinite(m) & np.isfinite(se)  # all seeds diverged: no point
+        a.errorbar(t[ok], m[ok], 2 * se[ok], fmt=fmt, ms=4, capsize=2, label=f"{lab} (± 2 SE)")
+    for key, fmt, lab in (("limit_train", "--", "limit, train"), ("limit_test", ":", "limit, test")):
+        v = np.asarray([none(r[key]) for r in rows], float)
+        if np.isfinite(v).any():
+            a.plot(t[np.isfinite(v)], v[np.isfinite(v)], fmt, label=lab)
+    C.log_x(a, t)
+    C.log_y(a)
+    a.set(xlabel="time horizon T", ylabel="loss",
+          title=f"horizon T: L={cfg['T_depth']}, n={cfg['T_width']}, {cfg['T_steps']} steps")
+    a.legend(fontsize=7)
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     import jax.numpy as jnp
 
@@ -95,24 +126,10 @@ def run(size: str, out_dir: str) -> dict:
                 f"best train loss at T={best_tr['T']}, best test loss at T={best_te['T']} (tried {Ts})",
                 bool(Ts[0] < best_te["T"] < Ts[-1]) if len(Ts) > 2 else None),
     ]
-    fig, ax = C.figure(1, 2)
-    for block in ("pre", "post"):
-        C.plot_fit(ax[0, 0], fits[f"growth_{block}"], block)
-    ax[0, 0].set(xlabel="depth L", ylabel="|h_L|²/n at init", title=f"depth-μP, ReLU, n={cfg['growth_width']}")
-    ax[0, 0].legend(fontsize=7)
-    t = [r["T"] for r in rows]
-    ax[0, 1].errorbar(t, [r["train"] for r in rows], [r["train_se"] for r in rows], fmt="o-", label="finite train")
-    ax[0, 1].errorbar(t, [r["test"] for r in rows], [r["test_se"] for r in rows], fmt="s-", label="finite test")
-    ax[0, 1].plot(t, [np.nan if r["limit_train"] is None else r["limit_train"] for r in rows], "--", label="limit train")
-    ax[0, 1].plot(t, [np.nan if r["limit_test"] is None else r["limit_test"] for r in rows], ":", label="limit test")
-    ax[0, 1].set(xscale="log", yscale="log", xlabel="T", ylabel="loss",
-                 title=f"L={cfg['T_depth']}, n={cfg['T_width']}, {cfg['T_steps']} steps")
-    ax[0, 1].legend(fontsize=7)
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = ["Synthetic teacher y = sin(x₀) + x₁/2 with x ~ N(0, I₃) (the paper uses CIFAR-10).",
              "Train loss: mean online loss (before each update) over the last quarter of the steps."]
     return C.write_result(STUDY, size, out_dir, title="Pre vs post activation; time horizon T", config=cfg,
-                          results=res, fits=fits, claims=claims, notes=notes, t_start=t0, figure=figname)
+                          results=res, fits=fits, claims=claims, notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,30 @@ import _common as C  # noqa: E402
 STUDY = "rates_init"
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, fits = doc["config"], doc["fits"]
+    fig, ax = C.figure(1, 3)
+    a = ax[0, 0]
+    C.plot_fit(a, fits["h_width_part_vs_n"], "E|h^{n,L} − h^L|²", expected=-1.0)
+    C.plot_fit(a, fits["h_kernel_width_msd_vs_n"], "E(Q_n − Q_L)²", fmt="s", expected=-1.0)
+    C.plot_fit(a, fits["g_kernel_width_msd_vs_n"], "E(Θ_n − Θ_L)² (g)", fmt="^", expected=-1.0)
+    a.set(xlabel="width n", ylabel="mean-square error", title=f"width error at initialisation, L={cfg['width_depth']}")
+    a = ax[0, 1]
+    C.plot_fit(a, fits["h_depth_part_vs_L"], "E|h^L − h_t|²", expected=-1.0,
+               expected_label="NFD Prop. 2: bound C/L (slope −1)")
+    C.plot_fit(a, fits["h_kernel_depth_err_vs_L"], "|Q_L − Q(T)|", fmt="s", expected=-1.0,
+               expected_label="NFD Prop. 2: bound C/L (slope −1)")
+    C.plot_fit(a, fits["g_kernel_depth_err_vs_L"], "|Θ_L(0) − Θ(0)| (g)", fmt="^", expected=-1.0,
+               expected_label="NFD Prop. 2: bound C/L (slope −1)")
+    a.set(xlabel="depth L", ylabel="error", title="depth error at initialisation")
+    a = ax[0, 2]
+    C.plot_fit(a, fits["h_total_vs_L"], f"total, n={cfg['depth_width']}", expected=-1.0,
+               expected_label="NFD Prop. 2: bound C(1/L + 1/n)")
+    a.set(xlabel="depth L", ylabel="E|h^{n,L}_L − h_T|²", title="total coupling error")
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     import nfd
     from nfd.limits import coupling_error, discrete_init_kernels, gaussian_init_kernels
@@ -110,24 +134,10 @@ def run(size: str, out_dir: str) -> dict:
                 f"slope {C.slope_str(fits['g_kernel_width_msd_vs_n'])} at L={Lk}",
                 C.in_ci(fits["g_kernel_width_msd_vs_n"], -1.0)),
     ]
-    fig, ax = C.figure(1, 3)
-    C.plot_fit(ax[0, 0], fits["h_width_part_vs_n"], "E|h^{n,L}−h^L|²")
-    C.plot_fit(ax[0, 0], fits["h_kernel_width_msd_vs_n"], "E(Q_n−Q_L)²")
-    C.plot_fit(ax[0, 0], fits["g_kernel_width_msd_vs_n"], "E(Θ_n−Θ_L)² (g)")
-    ax[0, 0].set(xlabel="width n", title="width error at initialisation")
-    C.plot_fit(ax[0, 1], fits["h_depth_part_vs_L"], "E|h^L−h_t|²")
-    C.plot_fit(ax[0, 1], fits["h_kernel_depth_err_vs_L"], "|Q_L−Q(T)|")
-    C.plot_fit(ax[0, 1], fits["g_kernel_depth_err_vs_L"], "|Θ_L(0)−Θ(0)| (g)")
-    ax[0, 1].set(xlabel="depth L", title="depth error at initialisation")
-    C.plot_fit(ax[0, 2], fits["h_total_vs_L"], f"total, n={cfg['depth_width']}")
-    ax[0, 2].set(xlabel="depth L", ylabel="E|h^{n,L}_L − h_T|²", title="total coupling error")
-    for a in ax[0]:
-        a.legend(fontsize=7)
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = ["All errors at the last layer (t = T), one input with |x|²/d = q0, φ = tanh.",
              "g is measured at the kernel level only (no synchronous coupling for the backward SDE in nfd.limits)."]
     return C.write_result(STUDY, size, out_dir, title="Rates at initialisation", config=cfg, results=res, fits=fits,
-                          claims=claims, notes=notes, t_start=t0, figure=figname)
+                          claims=claims, notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,31 @@ def errors(F, fhat, fhat_se):
     return bias, bias_se, rms, rms_se
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, fits = doc["config"], doc["fits"]
+    fb_all = [fb for fb in ("decoupled", "coupled") if f"rms_vs_width_{fb}" in fits]
+    modes = [lb for lb in ("gia", "exact") if f"depth_error_{lb}" in fits]
+    fig, ax = C.figure(1, 3, w=5.4, h=4.0)
+    a = ax[0, 0]
+    for i, fb in enumerate(fb_all):
+        C.plot_fit(a, fits[f"rms_vs_width_{fb}"], f"rms {fb}", fmt="os"[i % 2], expected=-0.5,
+                   expected_label="DMFT App. I: rms ∝ n^-1/2")
+        C.plot_fit(a, fits[f"bias_vs_width_{fb}"], f"bias {fb}", fmt="^v"[i % 2], expected=-1.0,
+                   expected_label="NFD Thm 1: bias ∝ 1/n")
+    a.set(xlabel="width n", ylabel="|f_n − f̂|, mean over steps k ≥ 1", title=f"width error, L = {cfg['width_depth']}")
+    a = ax[0, 1]
+    for i, lb in enumerate(modes):
+        C.plot_fit(a, fits[f"depth_error_{lb}"], f"{lb} limit", fmt="os"[i % 2], expected=-1.0,
+                   expected_label="NFD Thm 1: ∝ 1/L")
+    a.set(xlabel="depth L", ylabel="|f̂_L − f̂_Lref|", title=f"depth error of the limit (L_ref = {cfg['depth_ref']})")
+    a = ax[0, 2]
+    C.plot_fit(a, fits["rms_vs_depth_at_fixed_width"], f"rms coupled, n={cfg['depth_width']}", expected=0.0,
+               expected_label="DMFT App. I: independent of L")
+    a.set(xlabel="depth L", ylabel="rms |f_n − f̂_L|", title="width error across depth")
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     import jax.numpy as jnp
 
@@ -166,31 +191,13 @@ def run(size: str, out_dir: str) -> dict:
                           else bool(fdw["slope_ci95"][0] <= 0.0)))
 
     # ---- figure ----
-    fig, ax = C.figure(1, 3)
-    for fb, _ in pairs:
-        C.plot_fit(ax[0, 0], fits[f"rms_vs_width_{fb}"], f"rms {fb}")
-        C.plot_fit(ax[0, 0], fits[f"bias_vs_width_{fb}"], f"bias {fb}")
-    ns = np.array(cfg["widths"], float)
-    ax[0, 0].plot(ns, fits["rms_vs_width_coupled"]["y"][0] * (ns / ns[0]) ** -0.5, ":", c="gray", label="n^-1/2")
-    ax[0, 0].plot(ns, fits["bias_vs_width_coupled"]["y"][0] * (ns / ns[0]) ** -1.0, "-.", c="gray", label="n^-1")
-    ax[0, 0].set(xlabel="width n", ylabel="|f_n − f̂| (mean over steps k≥1)", title=f"width error, L = {L0}")
-    for lb in modes:
-        C.plot_fit(ax[0, 1], fits[f"depth_error_{lb}"], lb)
-    Ls = np.array(cfg["depths"], float)
-    ax[0, 1].plot(Ls, fits["depth_error_exact"]["y"][0] * (Ls / Ls[0]) ** -1.0, ":", c="gray", label="1/L")
-    ax[0, 1].set(xlabel="depth L", ylabel="|f̂_L − f̂_Lref|", title=f"depth error of the limit (L_ref={cfg['depth_ref']})")
-    C.plot_fit(ax[0, 2], fdw, f"rms coupled, n={cfg['depth_width']}")
-    ax[0, 2].set(xlabel="depth L", ylabel="rms |f_n − f̂_L|", title="width error across depth")
-    for a in ax[0]:
-        a.legend(fontsize=7)
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = [
         "Finite networks use float32, the solver float64; f̂ is the mean of `particle_reps` independent particle systems, "
         "whose spread gives the solver's standard error (added in quadrature to the seeds' standard error).",
         "bias_noise_floor is the standard error of the bias estimate: a bias below ~2× the floor is not resolved.",
     ]
     return C.write_result(STUDY, size, out_dir, title="Rates during training", config=cfg, results=res, fits=fits,
-                          claims=claims, notes=notes, t_start=t0, figure=figname)
+                          claims=claims, notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,31 @@ def part_c():
     return dict(skipped=True, reason="neural_tangents imports, but the comparison is not implemented yet")
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, res = doc["config"], doc["results"]
+    a, b = res["solver_vs_finite"], res["sde_nfd_vs_diffrax"]
+    fig, ax = C.figure(1, 2)
+    p = ax[0, 0]
+    p.bar(["NFD solver", f"finite n={cfg['width']}"], [a["solver_time_s"], a["finite_time_s_at_equal_se"]],
+          color=["C0", "C1"])
+    C.log_y(p)
+    p.set(ylabel="seconds (best of repeats)", xlabel="method",
+          title=f"time to standard error {a['solver_se']:.2g} of f̂^(K)")
+    p = ax[0, 1]
+    names = ["nfd forward", "diffrax Euler", "nfd fwd+bwd"]
+    best = [b["nfd_forward_time_s"], b["diffrax_time_s"], b["nfd_public_forward_backward_time_s"]]
+    p.bar(names, best, color=["C0", "C2", "C0"], label="best of repeats")
+    med = [b.get("nfd_forward_median_s"), b.get("diffrax_median_s")]
+    if all(m is not None for m in med):
+        p.plot(names[:2], med, "kD", ms=5, label=f"median of {cfg['timing_reps']}")
+        p.legend(fontsize=7)
+    C.log_y(p)
+    p.set(ylabel="seconds", xlabel="method",
+          title=f"MV-SDE at init, P={cfg['sde_particles']}, {cfg['sde_steps']} steps")
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     t0 = time.perf_counter()
     cfg = dict(K=C.pick(size, 3, 6, 10), depth=C.pick(size, 2, 8, 32), particles=C.pick(size, 256, 2**14, 2**18),
@@ -156,18 +181,11 @@ def run(size: str, out_dir: str) -> dict:
         C.claim("the two SDE solutions agree (same law)", "Prop. 2", f"max |ΔQ|/s.e. = {b['max_abs_z']:.2g}",
                 bool(b["max_abs_z"] < 4.0)),  # 4 s.e.: a z-score bound for N(N+1)/2 ≤ 36 entries
     ]
-    fig, ax = C.figure(1, 2)
-    ax[0, 0].bar(["solver", f"finite n={cfg['width']}"], [a["solver_time_s"], a["finite_time_s_at_equal_se"]])
-    ax[0, 0].set(yscale="log", ylabel="seconds", title=f"equal s.e. {a['solver_se']:.2g} of f̂^(K)")
-    ax[0, 1].bar(["nfd forward", "diffrax Euler", "nfd fwd+bwd"],
-                 [b["nfd_forward_time_s"], b["diffrax_time_s"], b["nfd_public_forward_backward_time_s"]])
-    ax[0, 1].set(ylabel="seconds", title=f"MV-SDE at init, P={cfg['sde_particles']}, {cfg['sde_steps']} steps")
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = ["Times are best-of-repeats after compilation on the machine recorded in 'machine'; the machine is "
              "shared with other jobs, so absolute times are noisy and only ratios are meaningful.",
              "(a) ignores the finite networks' width bias (it favours the finite networks)."]
     return C.write_result(STUDY, size, out_dir, title="Speed", config=cfg, results=res, fits={}, claims=claims,
-                          notes=notes, t_start=t0, figure=figname)
+                          notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

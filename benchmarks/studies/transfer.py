@@ -47,6 +47,29 @@ def task(name, n_train, n_test, seed=0):
     return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, res = doc["config"], doc["results"]
+    nt, ns = len(cfg["tasks"]), len(cfg["settings"])
+    fig, ax = C.figure(nt, ns, w=3.6, h=3.2)
+    lrs = np.asarray(cfg["lrs"], float)
+    for a, tname in enumerate(cfg["tasks"]):
+        for b, sname in enumerate(cfg["settings"]):
+            r, p = res[tname][sname], ax[a, b]
+            for i, L in enumerate(cfg["depths"]):
+                m = np.asarray([np.nan if v is None else v for v in r["test_loss"][i]], float)
+                se = np.asarray([np.nan if v is None else v for v in r["test_loss_se"][i]], float)
+                ok = np.isfinite(m) & (m > 0)  # missing points diverged
+                if ok.any():
+                    p.errorbar(lrs[ok], m[ok], 2 * np.nan_to_num(se[ok]), fmt="o-", ms=3, capsize=2,
+                               label=f"L={L} (± 2 SE)")
+            C.log_x(p, lrs)
+            C.log_y(p)
+            p.set(xlabel="η_c", ylabel="test loss", title=f"{tname}: {sname}")
+            p.legend(fontsize=6)
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     import nfd
 
@@ -88,22 +111,10 @@ def run(size: str, out_dir: str) -> dict:
                                    "two_layer": "NFD Fig. 5d", "two_layer_aware": "NFD Fig. 5e"}[sname],
                                   "best η_c per depth " + ", ".join(f"L={L}: {b}" for L, b in zip(cfg["depths"], best)),
                                   (same if sname in ("depth_mup", "two_layer_aware") else not same) if None not in best else None))
-    nt, ns = len(cfg["tasks"]), len(cfg["settings"])
-    fig, ax = C.figure(nt, ns, w=3.6, h=3.0)
-    for a, tname in enumerate(cfg["tasks"]):
-        for b, sname in enumerate(cfg["settings"]):
-            r = res[tname][sname]
-            for i, L in enumerate(cfg["depths"]):
-                ax[a, b].errorbar(cfg["lrs"], r["test_loss"][i], r["test_loss_se"][i], fmt="o-", ms=3, label=f"L={L}")
-            ax[a, b].set(xscale="log", yscale="log", xlabel="η_c", title=f"{tname}: {sname}")
-            if b == 0:
-                ax[a, b].set_ylabel("test loss")
-            ax[a, b].legend(fontsize=6)
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = [f"width {cfg['width']}, {cfg['steps']} steps of batch {cfg['batch_size']}; missing points diverged.",
              "'agrees' compares optimal grid points only: on a coarse grid equal optima are weak evidence."]
     return C.write_result(STUDY, size, out_dir, title="Hyperparameter transfer across depth", config=cfg, results=res,
-                          fits={}, claims=claims, notes=notes, t_start=t0, figure=figname)
+                          fits={}, claims=claims, notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

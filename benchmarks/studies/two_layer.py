@@ -28,6 +28,24 @@ from studies.rates_training import data  # noqa: E402
 STUDY = "two_layer"
 
 
+def plot(doc: dict):
+    """The figure of this study, drawn from its JSON document alone."""
+    cfg, fits = doc["config"], doc["fits"]
+    fig, ax = C.figure(1, 2)
+    names = {"depth_mup": "depth-μP η₁ = η_c n", "depth_aware": "depth-aware η₁ = η_c n √L"}
+    C.plot_fit(ax[0, 0], fits["frozen_x_depth_mup"], names["depth_mup"], expected=-0.5,
+               expected_label="NFD App. H.1: slope −1/2 under depth-μP")
+    C.plot_fit(ax[0, 0], fits["frozen_x_depth_aware"], names["depth_aware"], fmt="s", expected=0.0,
+               expected_label="NFD Eq. 8: slope 0 with the depth-aware rate")
+    for key, fmt in (("depth_mup", "o"), ("depth_aware", "s")):
+        C.plot_fit(ax[0, 1], fits[f"frozen_dh_{key}"], names[key], fmt=fmt, expected=0.0,
+                   expected_label="NFD App. H.2: slope 0 (stays O(1))")
+    ax[0, 0].set(xlabel="depth L", ylabel="‖x − x̃‖/√n (first internal layer)",
+                 title=f"first-layer feature update, n={cfg['width']}")
+    ax[0, 1].set(xlabel="depth L", ylabel="‖∂h − ∂h̃‖/√n (residual stream)", title="residual-stream update")
+    return fig
+
+
 def run(size: str, out_dir: str) -> dict:
     import nfd
 
@@ -68,21 +86,9 @@ def run(size: str, out_dir: str) -> dict:
         C.claim("... and with the depth-aware rate", "NFD App. H.2",
                 f"slope {C.slope_str(fits['frozen_dh_depth_aware'])}", C.in_ci(fits["frozen_dh_depth_aware"], 0.0)),
     ]
-    fig, ax = C.figure(1, 2)
-    for key in ("depth_mup", "depth_aware"):
-        C.plot_fit(ax[0, 0], fits[f"frozen_x_{key}"], key)
-        C.plot_fit(ax[0, 1], fits[f"frozen_dh_{key}"], key)
-    Ls = np.array(cfg["depths"], float)
-    y0 = fits["frozen_x_depth_mup"]["y"][0]
-    ax[0, 0].plot(Ls, y0 * (Ls / Ls[0]) ** -0.5, ":", c="gray", label="L^-1/2")
-    ax[0, 0].set(xlabel="depth L", ylabel="‖x − x̃‖/√n", title=f"first-layer update, n={cfg['width']}")
-    ax[0, 1].set(xlabel="depth L", ylabel="‖∂h − ∂h̃‖/√n", title="residual-stream update")
-    for a in ax[0]:
-        a.legend(fontsize=7)
-    figname = C.savefig(fig, out_dir, STUDY)
     notes = [f"{cfg['steps']} SGD steps of batch {cfg['batch_size']} on the synthetic teacher (paper: 300 steps on CIFAR-10)."]
     return C.write_result(STUDY, size, out_dir, title="Two-layer blocks: internal learning collapse", config=cfg,
-                          results=res, fits=fits, claims=claims, notes=notes, t_start=t0, figure=figname)
+                          results=res, fits=fits, claims=claims, notes=notes, t_start=t0, plot=plot)
 
 
 if __name__ == "__main__":

@@ -669,7 +669,8 @@ def simulate_network(
         weights: ``"dense"`` stores W^(0); ``"regenerate"`` redraws it per layer from its key;
             ``"auto"`` stores it when that takes under 1 GiB.
         max_memory: byte limit for the run (default 80% of physical memory).
-        progress: print progress to stderr between chunks of steps (10 chunks by default).
+        progress: print progress to stderr between chunks of steps (10 chunks by default); or a
+            function ``progress(done, steps)`` called after each chunk instead.
         devices: ``None`` (default device), ``"all"`` or a list of devices: shard the seeds across
             them with ``jax.sharding`` (a 1-D mesh over a "seeds" axis; seeds must be a multiple
             of the device count). Each network lives on one device; results are identical.
@@ -701,7 +702,8 @@ def simulate_network(
     """
     check_policy(on_divergence)
     checkpoint, checkpoint_every = _checkpoint.check_options(checkpoint, checkpoint_every, what="nfd.simulate")
-    check_bool("progress", progress)
+    if not callable(progress):
+        check_bool("progress", progress)
     if chunk_steps is not None and (isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer))
                                     or chunk_steps < 1):
         raise ValueError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")

@@ -1027,7 +1027,9 @@ def solve_particles(
             to the same problem), and the state is written there every ``checkpoint_every`` steps and
             at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
         checkpoint_every: steps between checkpoints (needs ``checkpoint``).
-        progress: print the step, elapsed and remaining time to stderr (about 20 times per run).
+        progress: print the step, elapsed and remaining time to stderr (about 20 times per run);
+            or a function ``progress(done, steps)`` called after each of those chunks instead
+            (the ``nfd`` command draws its progress bar with it).
 
     Returns:
         :class:`ParticleSolution` with ``.outputs`` of shape (K,).
