@@ -90,6 +90,11 @@ class SimulationResult:
         return self.outputs.std(axis=0, ddof=1) / math.sqrt(s)
 
 
+def _ms(a):
+    """Mean subtraction over the width (last) axis: MS(a) = a − mean(a) (TP VI §6.3)."""
+    return a - jnp.mean(a, axis=-1, keepdims=True)
+
+
 def _families(block: str) -> int:
     return 2 if block == "two_layer" else 1
 
@@ -233,6 +238,12 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
                     hn = h + b * phi(xl)
                     fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
                     fx = hist / sqn
+                elif block == "post_ms":  # TP VI §6.3: h + b·MS(φ(W h/√n)), MS = mean subtraction
+                    y, hist = matvec(0, l, Pl, Ql, h)
+                    xl = y / sqn
+                    hn = h + b * _ms(phi(xl))
+                    fdh = (b / tau) * _ms(phi(xl) - phi((y - hist) / sqn))
+                    fx = hist / sqn
                 else:
                     y1, hist1 = matvec(0, l, Pl, Ql, h)
                     xl = y1 / sqn
@@ -257,8 +268,8 @@ def _build_run(net: ResNet, *, backward, batch, steps, n_test, record, dtype, de
                     dhp = dh + dphi(h) * rmatvec(0, l, Pl, Ql, dy)
                     dys = (dy,)
                     us = (u,)
-                elif block == "post":
-                    dy = (b / sqn) * dphi(xl) * dh
+                elif block in ("post", "post_ms"):
+                    dy = (b / sqn) * dphi(xl) * (_ms(dh) if block == "post_ms" else dh)
                     dhp = dh + rmatvec(0, l, Pl, Ql, dy)
                     dys = (dy,)
                     us = (h,)
@@ -507,7 +518,7 @@ def simulate_network(
     bad = [r for r in record if r not in RECORDABLE]
     if bad:
         raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
-    if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
+    if "frozen" in record and net.block not in ("pre", "post", "post_ms", "two_layer"):
         raise ValueError("record='frozen' is not available for this block")
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
