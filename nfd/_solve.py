@@ -5,7 +5,9 @@
 * ``"particles"`` (default): the NFD particle recursion of depth-μP ResNets
   (:func:`nfd.limits.solve_particles`), ``backward="gia"`` or ``"exact"``.
 * ``"gamma_c"``: the Γ/C functional recursion of Tensor Programs VI for linear residual
-  networks (:func:`nfd.limits.solve_gamma_c`).
+  networks (:func:`nfd.limits.solve_gamma_c`); with ``block="post_ms"`` Definition E.1 for the
+  mean-subtracted nonlinear block, at depth ``depth=L`` or at L = ∞ with ``grid=N``
+  (:func:`nfd.limits.solve_gamma_c_nonlinear`, :func:`nfd.limits.solve_gamma_c_nonlinear_infinite`).
 * ``"mean_ode"``: the Neural Mean ODE of ResNets with hidden width M
   (:func:`nfd.meanode.solve_mean_ode`).
 """
@@ -37,11 +39,26 @@ def solve(X, Y, *, method: str = "particles", **kwargs):
         >>> res.outputs.shape
         (4,)
     """
+    if method in ("particles", "mean_ode") and kwargs.get("block") == "post_ms":
+        raise ValueError(
+            f"block: the mean-subtracted block 'post_ms' is modelled by method='gamma_c' "
+            f"(Definition E.1), not by method={method!r}"
+        )
     if method == "particles":
         from .limits._nfd import solve_particles
 
         return solve_particles(X, Y, **kwargs)
     if method == "gamma_c":
+        block = kwargs.pop("block", "pre")
+        if block == "post_ms":  # Definition E.1 (TP VI App. E): depth=L, or grid=N for L = ∞
+            from .limits._gamma_c_nonlinear_dispatch import solve_gamma_c_ms
+
+            return solve_gamma_c_ms(X, Y, **kwargs)
+        if block not in ("pre", "post"):
+            raise ValueError(
+                f"block: method='gamma_c' models linear 'pre'/'post' blocks and the mean-subtracted "
+                f"nonlinear block 'post_ms', got {block!r}"
+            )
         from .limits._gamma_c import solve_gamma_c
 
         return solve_gamma_c(X, Y, **kwargs)
