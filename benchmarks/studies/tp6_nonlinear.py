@@ -82,8 +82,8 @@ def run(size: str, out_dir: str) -> dict:
     t0 = time.perf_counter()
     cfg = dict(activations=["tanh", "relu"], lr=1.0, T=1.0, steps=4, d=2, frozen=["input", "output"],
                depths=C.pick(size, [2, 4], [2, 4, 8, 16], [2, 4, 8, 16, 32, 64]),
-               widths=C.pick(size, [32, 64], [128, 256], [256, 512, 1024, 2048]),
-               seeds=C.pick(size, 4, 16, 64), grid=C.pick(size, 8, 16, 32), seed=0)
+               widths=C.pick(size, [16, 32], [128, 256], [256, 512, 1024, 2048]),
+               seeds=C.pick(size, 4, 16, 64), grid=C.pick(size, 4, 16, 32), seed=0)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(cfg["steps"], cfg["d"]))
     Y = np.sin(2 * X[:, 0]) - 0.5 * X[:, 1]

@@ -81,6 +81,13 @@ def gaussian_mean(act: Activation, a, *, method: str = "auto"):
     return jnp.sum(act.fn(u) * jnp.asarray(w, dtype), axis=-1)
 
 
+def _deriv_mean(act: Activation, a):
+    """E φ'(u), u ~ N(0, a), by 1-D Gauss–Hermite quadrature (only for the printed-variant comparison)."""
+    x, w = _hermite_nodes(MEAN_QUADRATURE_ORDER)
+    u = jnp.sqrt(jnp.maximum(a, 0.0))[..., None] * jnp.asarray(x, a.dtype)
+    return jnp.sum(act.deriv(u) * jnp.asarray(w, a.dtype), axis=-1)
+
+
 def centred_pair(act: Activation, a, b, c):
     """V_{φ_c}: E[(φ(u) − Eφ(u))(φ(v) − Eφ(v))], (u, v) ~ N(0, [[a, c], [c, b]])."""
     return act.expect_pair(a, b, c) - gaussian_mean(act, a) * gaussian_mean(act, b)
@@ -150,8 +157,8 @@ def _vrows(act, Kprev, row, t, upto):
     return vc, vp
 
 
-@partial(jax.jit, static_argnames=("K", "L", "G", "loss", "act"))
-def _run(X, Y, *, K, L, G, tau, eta_u, eta_w, eta_v, loss, act):
+@partial(jax.jit, static_argnames=("K", "L", "G", "loss", "act", "printed"))
+def _run(X, Y, *, K, L, G, tau, eta_u, eta_w, eta_v, loss, act, printed=False):
     d = G - 1
     f64 = jnp.float64
     Ax = jnp.zeros((K, L + 1, G), f64)
@@ -215,7 +222,12 @@ def _run(X, Y, *, K, L, G, tau, eta_u, eta_w, eta_v, loss, act):
             row = _cov(a, z, y, Ad[:, l].at[t].set(a), Zd[:, l].at[t].set(z), Yd[:, l].at[t].set(y),
                        B0, Vp * C1, tau) * upto
             C1 = C1.at[l - 1].set(_set_row_col(C1[l - 1], t, row))
-            kappa = Vp[l - 1, t] * (z[:, l - 1] - eta_w * row) * past
+            if printed:  # the printed Definition E.1: V_{φ_c|φ'} = Cov(φ', φ') on the Γ term (for comparison)
+                dmean = _deriv_mean(act, jnp.diagonal(K0[l - 1]))
+                kappa = (Vp[l - 1, t] - dmean[t] * dmean) * z[:, l - 1] - Vp[l - 1, t] * eta_w * row
+                kappa = kappa * past
+            else:
+                kappa = Vp[l - 1, t] * (z[:, l - 1] - eta_w * row) * past
             a = a + tau * kappa @ Ax[:, l - 1]
             z = z + tau * jnp.einsum("s,sum->um", kappa, Zx[:, l - 1])
             y = y + tau * jnp.einsum("s,sum->um", kappa, Yx[:, l - 1])
@@ -274,7 +286,8 @@ def _check_input_dim(net, X):
         raise ValueError(f"X has d={X.shape[1]} columns but the network has input_dim={net.input_dim}")
 
 
-def gamma_c_nonlinear_network(net: ResNet, X, Y, *, return_gamma: bool = False, max_memory: int | None = None) -> GammaCResult:
+def gamma_c_nonlinear_network(net: ResNet, X, Y, *, return_gamma: bool = False, max_memory: int | None = None,
+                              _printed_backward: bool = False) -> GammaCResult:
     """Run the depth-L recursion of Definition E.1 for a ``block="post_ms"`` :class:`~nfd.ResNet`.
 
     Args:
@@ -299,9 +312,9 @@ def gamma_c_nonlinear_network(net: ResNet, X, Y, *, return_gamma: bool = False, 
     eta_u, eta_w, eta_v = _group_rates(net)
     f, chi, feat, grad, gamma = _run(
         jnp.asarray(X), jnp.asarray(Y), K=K, L=L, G=net.input_dim + 1, tau=net.tau,
-        eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss, act=net.activation,
+        eta_u=eta_u, eta_w=eta_w, eta_v=eta_v, loss=net.loss, act=net.activation, printed=bool(_printed_backward),
     )
-    config = dict(method="gamma_c", block="post_ms", depth=L, eta_input=eta_u, eta_hidden=eta_w, eta_output=eta_v)
+    config = dict(method="gamma_c", block="post_ms", depth=L, printed_backward=bool(_printed_backward), eta_input=eta_u, eta_hidden=eta_w, eta_output=eta_v)
     return finish(f, chi, feat, grad, gamma, net, config, return_gamma)
 
 
