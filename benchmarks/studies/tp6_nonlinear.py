@@ -14,8 +14,8 @@ to C_∞ against L is fitted on a log–log scale (the recursion's discretisatio
 (b) Gaussianity.  Coordinates of h_L at the last step at the largest width: per seed the sample
 skewness and excess kurtosis of the n coordinates, and the energy distance between the
 K-dimensional coordinate vectors (h_L^{(0)}, …, h_L^{(K-1)})_i and an equally large sample of the
-Gaussian with their sample covariance, minus the same statistic for a Gaussian sample against a
-second Gaussian sample (the null level); mean and standard error over seeds.  A sum of L
+Gaussian with their sample covariance, minus the same procedure applied to a Gaussian sample
+(covariance refitted, then compared with a fresh draw: the null level); mean and standard error over seeds.  A sum of L
 independent centred increments of size L^-1/2 predicts excess kurtosis ∝ L^-1, skewness
 ∝ L^-1/2 and a squared distance ∝ skewness² ∝ L^-1.
 """
@@ -72,6 +72,45 @@ def _decreasing(fit):
     return True if hi < 0 else False if lo > 0 else None
 
 
+def figure(res, fits, cfg, out_dir) -> str:
+    """Kernel gaps (top) and non-Gaussianity (bottom) against depth, one column per activation;
+    also usable on a saved JSON: ``figure(doc["results"], doc["fits"], doc["config"], out)``."""
+    from matplotlib.ticker import NullFormatter
+
+    fig, ax = C.figure(2, len(cfg["activations"]), w=5.6, h=4.0)
+    for k, act in enumerate(cfg["activations"]):
+        rows = res[act]["rows"]
+        Ls = [r["depth"] for r in rows]
+        xx = np.asarray(Ls, float)
+        a0 = ax[0, k]
+        C.plot_fit(a0, fits[f"{act}_kernel_gap_vs_L"], "max|K(n→∞) − C_∞|")
+        a0.errorbar(xx * 1.04, [r["gap_to_recursion_L"] for r in rows], yerr=[r["gap_to_recursion_L_se"] for r in rows],
+                    fmt="s", ms=4, capsize=2, label="max|K(n→∞) − C_L| (depth-L recursion)")
+        g = fits[f"{act}_kernel_gap_vs_L"]
+        if g.get("slope") is not None:
+            a0.plot(xx, np.exp(g["intercept"]) * xx[0] ** g["slope"] * (xx / xx[0]) ** -1.0, ":", color="k",
+                    label="L^-1 (expected)")
+        a0.set(xlabel="depth L", ylabel="kernel gap (1/n-extrapolated)",
+               title=f"{act}+MS: kernel of x^L vs Definition E.1 (L=∞)")
+        a1 = ax[1, k]
+        C.plot_fit(a1, fits[f"{act}_kurtosis_vs_L"], "|excess kurtosis|")
+        C.plot_fit(a1, fits[f"{act}_abs_skewness_vs_L"], "|skewness|")
+        C.plot_fit(a1, fits[f"{act}_energy_vs_L"], "energy distance² − null")
+        for name, p, st in (("kurtosis", -1.0, ":"), ("abs_skewness", -0.5, "-.")):
+            f_ = fits[f"{act}_{name}_vs_L"]
+            if f_.get("slope") is not None:
+                a1.plot(xx, np.exp(f_["intercept"]) * xx[0] ** f_["slope"] * (xx / xx[0]) ** p, st, color="k", lw=0.8,
+                        label=f"L^{p:g} (expected, {name})")
+        a1.set(xlabel="depth L", ylabel="non-Gaussianity of x^L coordinates",
+               title=f"{act}+MS: coordinates of x^L, n={cfg['widths'][-1]}")
+        for a in (a0, a1):
+            a.set_xticks(Ls)
+            a.set_xticklabels([str(L) for L in Ls])
+            a.xaxis.set_minor_formatter(NullFormatter())
+            a.legend(fontsize=6)
+    return C.savefig(fig, out_dir, STUDY)
+
+
 def run(size: str, out_dir: str) -> dict:
     import jax.numpy as jnp
 
@@ -89,8 +128,7 @@ def run(size: str, out_dir: str) -> dict:
     Y = np.sin(2 * X[:, 0]) - 0.5 * X[:, 1]
     cfg["X"], cfg["Y"] = X, Y
     res, fits, claims = {}, {}, []
-    fig, ax = C.figure(2, 2, w=5.6, h=4.0)
-    for k, act in enumerate(cfg["activations"]):
+    for act in cfg["activations"]:
         N = cfg["grid"]
         lim = [solve_gamma_c_nonlinear_infinite(X, Y, grid=g, activation=act, lr=cfg["lr"]) for g in (N, 2 * N)]
         C_inf = richardson(lim[0].output_kernel, lim[1].output_kernel)
@@ -124,8 +162,10 @@ def run(size: str, out_dir: str) -> dict:
                 sk.append(s3), ku.append(k4)
                 cov = np.cov(v.T)
                 g1 = grng.multivariate_normal(v.mean(0), cov, size=v.shape[0])
+                # null: the same procedure applied to a Gaussian sample (refit its covariance, draw, compare)
                 g2 = grng.multivariate_normal(v.mean(0), cov, size=v.shape[0])
-                en.append(_energy(v, g1) - _energy(g2, g1))
+                g3 = grng.multivariate_normal(g2.mean(0), np.cov(g2.T), size=v.shape[0])
+                en.append(_energy(v, g1) - _energy(g2, g3))
             (skm, sks), (kum, kus), (enm, ens) = C.mean_se(sk), C.mean_se(ku), C.mean_se(en)
             rows.append(dict(
                 depth=L, kernel_extrapolated=a, kernel_extrapolated_se=sa, kernel_recursion_L=rec.output_kernel,
@@ -143,31 +183,6 @@ def run(size: str, out_dir: str) -> dict:
         fits[f"{act}_kurtosis_vs_L"] = C.fit_loglog(Ls, [abs(r["excess_kurtosis"]) for r in rows], [r["excess_kurtosis_se"] for r in rows])
         fits[f"{act}_abs_skewness_vs_L"] = C.fit_loglog(Ls, [abs(r["skewness"]) for r in rows], [r["skewness_se"] for r in rows])
         fits[f"{act}_energy_vs_L"] = C.fit_loglog(Ls, [r["energy_distance"] for r in rows], [r["energy_distance_se"] for r in rows])
-        # (a) kernel panel
-        a0 = ax[0, k]
-        C.plot_fit(a0, fits[f"{act}_kernel_gap_vs_L"], "max|K(n→∞) − C_∞|")
-        a0.errorbar(Ls, [r["gap_to_recursion_L"] for r in rows], yerr=[r["gap_to_recursion_L_se"] for r in rows],
-                    fmt="s", ms=4, capsize=2, label="max|K(n→∞) − C_L| (depth-L recursion)")
-        g = fits[f"{act}_kernel_gap_vs_L"]
-        if g.get("slope") is not None:
-            xx = np.asarray(Ls, float)
-            a0.plot(xx, np.exp(g["intercept"]) * xx[0] ** g["slope"] * (xx / xx[0]) ** -1.0, ":", color="k", label="L^-1 (expected)")
-        a0.set(xlabel="depth L", ylabel="kernel gap", title=f"{act}+MS: kernel of x^L vs Definition E.1 (L=∞)")
-        a0.legend(fontsize=6)
-        # (b) Gaussianity panel
-        a1 = ax[1, k]
-        C.plot_fit(a1, fits[f"{act}_kurtosis_vs_L"], "|excess kurtosis|")
-        C.plot_fit(a1, fits[f"{act}_abs_skewness_vs_L"], "|skewness|")
-        C.plot_fit(a1, fits[f"{act}_energy_vs_L"], "energy distance² − null")
-        xx = np.asarray(Ls, float)
-        for name, p, st in (("kurtosis", -1.0, ":"), ("abs_skewness", -0.5, "-.")):
-            f_ = fits[f"{act}_{name}_vs_L"]
-            if f_.get("slope") is not None:
-                a1.plot(xx, np.exp(f_["intercept"]) * xx[0] ** f_["slope"] * (xx / xx[0]) ** p, st, color="k", lw=0.8,
-                        label=f"L^{p:g} (expected, {name})")
-        a1.set(xlabel="depth L", ylabel="non-Gaussianity of x^L coordinates",
-               title=f"{act}+MS: coordinates of x^L, n={cfg['widths'][-1]}")
-        a1.legend(fontsize=6)
         kg, kk = fits[f"{act}_kernel_gap_vs_L"], fits[f"{act}_kurtosis_vs_L"]
         last = rows[-1]
         claims.append(C.claim(
@@ -183,7 +198,7 @@ def run(size: str, out_dir: str) -> dict:
             f"L={last['depth']}: {last['excess_kurtosis']:.4f} ± {last['excess_kurtosis_se']:.4f}; |kurtosis| vs L slope "
             f"{C.slope_str(kk)} (CLT: −1); skewness slope {C.slope_str(fits[f'{act}_abs_skewness_vs_L'])} (CLT: −1/2)",
             _decreasing(kk)))
-    figname = C.savefig(fig, out_dir, STUDY)
+    figname = figure(res, fits, cfg, out_dir)
     notes = [
         "Kernel gap: per entry (s, t) a weighted fit a + b/n over the widths, then the entry with the largest |a − C|; "
         "its s.e. is the fit's.  C_∞: Richardson of the L = ∞ grid solver on N and 2N cells (grid error recorded).",
