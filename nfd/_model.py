@@ -14,6 +14,10 @@ weights U (n×d), W_ℓ (n×n), v (n) drawn i.i.d. N(0, 1):
 
       h_0 = φ(U x / √d),   h_ℓ = h_{ℓ-1} + b φ(W_ℓ h_{ℓ-1} / √n)
 
+* ``block="post_ms"`` (Tensor Programs VI §6.3, Appendix E; MS(a) = a − mean_i(a_i))::
+
+      h_0 = U x / √d,   h_ℓ = h_{ℓ-1} + b MS(φ(W_ℓ h_{ℓ-1} / √n))
+
 * ``block="two_layer"`` (Eq. 6)::
 
       x_ℓ = W_{ℓ,1} h_{ℓ-1} / √n,   h_ℓ = h_{ℓ-1} + (b/√n) W_{ℓ,2} φ(x_ℓ)
@@ -47,7 +51,7 @@ from ._validate import check_bool, check_choice, check_float, check_groups, chec
 
 __all__ = ["ResNet", "BLOCKS", "PARAMETERIZATIONS", "LOSSES", "PARAMETER_GROUPS"]
 
-BLOCKS = ("pre", "post", "two_layer")
+BLOCKS = ("pre", "post", "two_layer", "post_ms")
 PARAMETERIZATIONS = ("depth_mup", "mup", "ntk", "sp")
 LOSSES = ("mse", "logistic")
 PARAMETER_GROUPS = ("input", "hidden", "output")
@@ -71,7 +75,7 @@ class ResNet:
         width: n, or ``None`` for the infinite-width limit.
         activation: name or :class:`~nfd.Activation`.
         T: time horizon; the branch multiplier is √(T/L) under depth-μP.
-        block: ``"pre"``, ``"post"`` or ``"two_layer"``.
+        block: ``"pre"``, ``"post"``, ``"two_layer"`` or ``"post_ms"`` (mean-subtracted post block).
         parameterization: ``"depth_mup"``, ``"mup"``, ``"ntk"`` or ``"sp"``.
         lr: η_c, the width- (and depth-) independent learning-rate constant.
         alpha: output scale; ``None`` takes it from the parameterisation.
@@ -90,7 +94,7 @@ class ResNet:
     width: int | None = None
     activation: Activation | str = "relu"
     T: float = 1.0
-    block: Literal["pre", "post", "two_layer"] = "pre"
+    block: Literal["pre", "post", "two_layer", "post_ms"] = "pre"
     parameterization: Literal["depth_mup", "mup", "ntk", "sp"] = "depth_mup"
     lr: float = 0.1
     alpha: float | None = None

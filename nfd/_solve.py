@@ -11,6 +11,9 @@ defaults differ where the models differ:
 * ``"gamma_c"``: the Γ/C functional recursion of Tensor Programs VI for linear residual
   networks (:func:`nfd.limits.solve_gamma_c`).  Defaults: ``activation="identity"`` (the only
   one it solves), ``lr=1.0``, ``frozen=("input", "output")`` (the paper's setting), float64.
+  With ``block="post_ms"``: Definition E.1 for the mean-subtracted nonlinear block, at depth
+  ``depth=L`` or at L = ∞ with ``grid=N`` (:func:`nfd.limits.solve_gamma_c_nonlinear`,
+  :func:`nfd.limits.solve_gamma_c_nonlinear_infinite`).
 * ``"mean_ode"``: the Neural Mean ODE of ResNets with hidden width M
   (:func:`nfd.meanode.solve_mean_ode`).  Defaults: ``activation="tanh"``, MLP units, α = 1,
   σ_u = σ_v = √D, η_u = η_v = D (the setting of the paper's §2.4), full-batch GD.
@@ -93,5 +96,23 @@ def solve(X, Y, *, method: str = "particles", **kwargs):
         close = difflib.get_close_matches(str(method), METHODS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"nfd.solve: method must be one of {METHODS}, got {method!r}.{hint}")
+    block = kwargs.get("block")
+    if method in ("particles", "mean_ode") and block == "post_ms":
+        raise ValueError(
+            f"block: the mean-subtracted block 'post_ms' is modelled by method='gamma_c' "
+            f"(Definition E.1), not by method={method!r}"
+        )
+    if method == "gamma_c" and "block" in kwargs:
+        kwargs = dict(kwargs)
+        block = kwargs.pop("block")
+        if block == "post_ms":  # Definition E.1 (TP VI App. E): depth=L, or grid=N for L = ∞
+            from .limits._gamma_c_nonlinear_dispatch import solve_gamma_c_ms
+
+            return solve_gamma_c_ms(X, Y, **kwargs)
+        if block not in ("pre", "post"):
+            raise ValueError(
+                f"block: method='gamma_c' models linear 'pre'/'post' blocks and the mean-subtracted "
+                f"nonlinear block 'post_ms', got {block!r}"
+            )
     _check_keywords(method, kwargs)
     return _solvers(method)[0](X, Y, **kwargs)

@@ -72,6 +72,13 @@ def _forward(net: ResNet, params, x, eh, decoupled):
             y0 = h @ W0[0, l].T
             fx = rms((y - y0) / sqn)
             fdh = rms((b / tau) * (phi(y / sqn) - phi(y0 / sqn)))
+        elif net.block == "post_ms":
+            ms = lambda a: a - jnp.mean(a, axis=-1, keepdims=True)
+            y = mv(0, l, h)
+            hn = h + b * ms(phi(y / sqn))
+            y0 = h @ W0[0, l].T
+            fx = rms((y - y0) / sqn)
+            fdh = rms((b / tau) * ms(phi(y / sqn) - phi(y0 / sqn)))
         else:
             xl = mv(0, l, h) / sqn
             y2 = mv(1, l, phi(xl))

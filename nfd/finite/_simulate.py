@@ -92,6 +92,11 @@ class SimulationResult:
         return self.outputs.std(axis=0, ddof=1) / math.sqrt(s)
 
 
+def _ms(a):
+    """Mean subtraction over the width (last) axis: MS(a) = a − mean(a) (TP VI §6.3)."""
+    return a - jnp.mean(a, axis=-1, keepdims=True)
+
+
 def _families(block: str) -> int:
     return 2 if block == "two_layer" else 1
 
@@ -236,6 +241,12 @@ def _block_forward(st: _SimStatic, w, h, l, Pl, Ql):
         hn = h + b * phi(xl)
         fdh = (b / tau) * (phi(xl) - phi((y - hist) / sqn))
         fx = hist / sqn
+    elif block == "post_ms":  # TP VI §6.3: h + b·MS(φ(W h/√n)), MS = mean subtraction
+        y, hist = _matvec(st, w, 0, l, Pl, Ql, h)
+        xl = y / sqn
+        hn = h + b * _ms(phi(xl))
+        fdh = (b / tau) * _ms(phi(xl) - phi((y - hist) / sqn))
+        fx = hist / sqn
     else:
         y1, hist1 = _matvec(st, w, 0, l, Pl, Ql, h)
         xl = y1 / sqn
@@ -273,8 +284,8 @@ def _block_backward(st: _SimStatic, w, dh, l, Pl, Ql, h, xl):
         u = phi(h)
         dhp = dh + dphi(h) * _rmatvec(st, w, 0, l, Pl, Ql, dy)
         dys, us = (dy,), (u,)
-    elif block == "post":
-        dy = (b / sqn) * dphi(xl) * dh
+    elif block in ("post", "post_ms"):
+        dy = (b / sqn) * dphi(xl) * (_ms(dh) if block == "post_ms" else dh)
         dhp = dh + _rmatvec(st, w, 0, l, Pl, Ql, dy)
         dys, us = (dy,), (h,)
     else:
@@ -580,7 +591,7 @@ def simulation_problem(
     bad = [r for r in record if r not in RECORDABLE]
     if bad:
         raise ValueError(f"record: unknown entries {bad}; choose from {RECORDABLE}")
-    if "frozen" in record and net.block not in ("pre", "post", "two_layer"):
+    if "frozen" in record and net.block not in ("pre", "post", "post_ms", "two_layer"):
         raise ValueError("record='frozen' is not available for this block")
     check_choice("weights", weights, ("auto", "dense", "regenerate"))
     seed = check_seed(seed)

@@ -19,3 +19,7 @@ from ._nfd import ParticleProblem as ParticleProblem
 from ._nfd import ParticleState as ParticleState
 from ._nfd import particle_problem as particle_problem
 from ._nfd import estimate_particle_memory as estimate_particle_memory
+from ._gamma_c_nonlinear import solve_gamma_c_nonlinear as solve_gamma_c_nonlinear
+from ._gamma_c_nonlinear import gamma_c_nonlinear_network as gamma_c_nonlinear_network
+from ._gamma_c_nonlinear_infinite import solve_gamma_c_nonlinear_infinite as solve_gamma_c_nonlinear_infinite
+from ._gamma_c_nonlinear_infinite import gamma_c_nonlinear_infinite_network as gamma_c_nonlinear_infinite_network

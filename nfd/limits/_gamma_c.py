@@ -109,7 +109,7 @@ def check_linear_network(net: ResNet) -> None:
         raise ValueError(
             f"activation: the Γ/C recursion of Tensor Programs VI is for linear networks "
             f"(activation='identity'), got {net.activation.name!r}; use method='particles' "
-            f"for nonlinear activations"
+            f"for nonlinear activations, or block='post_ms' for the mean-subtracted block of TP VI App. E"
         )
     if net.parameterization != "depth_mup":
         raise ValueError(f"parameterization: the Γ/C recursion is derived for 'depth_mup', got {net.parameterization!r}")

@@ -1,0 +1,216 @@
+"""Study: Tensor Programs VI, Appendix E — a measured verdict on Claim E.1.
+
+Network: ``block="post_ms"``, h_ℓ = h_{ℓ-1} + √(1/L)·MS(φ(W_ℓ h_{ℓ-1}/√n)), Depth-μP, U and v
+frozen (the paper's setting), SGD with lr 1 on K steps of a fixed stream of d = 2 inputs.
+
+(a) Kernel.  Claim E.1: as L → ∞ the final features are a Gaussian process with the kernel of
+Definition E.1 (``output_kernel`` of the L = ∞ grid solver, Richardson-extrapolated from N and
+2N cells).  Finite networks (float64) at widths n and depths L: ⟨h_L^{(s)}, h_L^{(t)}⟩/n (features
+of step s and step t, each at its own weights) per seed; per (L, entry) a weighted fit a + b/n
+gives the width → ∞ value a with its standard error.  Reported: max over entries of
+|a − C_∞| and |a − C_L| (the depth-L recursion), with the standard error of that entry; the gap
+to C_∞ against L is fitted on a log–log scale (the recursion's discretisation predicts L^-1).
+
+(b) Gaussianity.  Coordinates of h_L at the last step at the largest width: per seed the sample
+skewness and excess kurtosis of the n coordinates, and the energy distance between the
+K-dimensional coordinate vectors (h_L^{(0)}, …, h_L^{(K-1)})_i and an equally large sample of the
+Gaussian with their sample covariance, minus the same procedure applied to a Gaussian sample
+(covariance refitted, then compared with a fresh draw: the null level); mean and standard error over seeds.  A sum of L
+independent centred increments of size L^-1/2 predicts excess kurtosis ∝ L^-1, skewness
+∝ L^-1/2 and a squared distance ∝ skewness² ∝ L^-1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+import numpy as np  # noqa: E402
+
+import _common as C  # noqa: E402
+
+STUDY = "tp6_nonlinear"
+
+
+def _energy(a, b):
+    """Energy distance² between samples a (m, k) and b (m', k)."""
+    def md(x, y):
+        return np.mean(np.linalg.norm(x[:, None, :] - y[None, :, :], axis=-1))
+    return 2 * md(a, b) - md(a, a) - md(b, b)
+
+
+def _moments(x):
+    x = x - x.mean()
+    s2 = np.mean(x**2)
+    return np.mean(x**3) / s2**1.5, np.mean(x**4) / s2**2 - 3.0
+
+
+def _extrapolate(widths, means, ses):
+    """Weighted fit y = a + b/n per entry; returns a and its standard error (same shape as means[0])."""
+    A = np.stack([np.ones(len(widths)), 1.0 / np.asarray(widths, float)], axis=1)
+    m = np.asarray(means)
+    s = np.asarray(ses)
+    a = np.zeros(m.shape[1:])
+    sa = np.zeros(m.shape[1:])
+    for idx in np.ndindex(*m.shape[1:]):
+        w = 1.0 / np.maximum(s[(slice(None),) + idx], 1e-300) ** 2
+        cov = np.linalg.inv(A.T @ (w[:, None] * A))
+        coef = cov @ (A.T @ (w * m[(slice(None),) + idx]))
+        a[idx], sa[idx] = coef[0], np.sqrt(cov[0, 0])
+    return a, sa
+
+
+def _decreasing(fit):
+    """True if the 95% slope interval is below 0, False if above, None (inconclusive) otherwise."""
+    if fit.get("slope") is None:
+        return None
+    lo, hi = fit["slope_ci95"]
+    return True if hi < 0 else False if lo > 0 else None
+
+
+def figure(res, fits, cfg, out_dir) -> str:
+    """Kernel gaps (top) and non-Gaussianity (bottom) against depth, one column per activation;
+    also usable on a saved JSON: ``figure(doc["results"], doc["fits"], doc["config"], out)``."""
+    from matplotlib.ticker import NullFormatter
+
+    fig, ax = C.figure(2, len(cfg["activations"]), w=5.6, h=4.0)
+    for k, act in enumerate(cfg["activations"]):
+        rows = res[act]["rows"]
+        Ls = [r["depth"] for r in rows]
+        xx = np.asarray(Ls, float)
+        a0 = ax[0, k]
+        C.plot_fit(a0, fits[f"{act}_kernel_gap_vs_L"], "max|K(n→∞) − C_∞|")
+        a0.errorbar(xx * 1.04, [r["gap_to_recursion_L"] for r in rows], yerr=[r["gap_to_recursion_L_se"] for r in rows],
+                    fmt="s", ms=4, capsize=2, label="max|K(n→∞) − C_L| (depth-L recursion)")
+        g = fits[f"{act}_kernel_gap_vs_L"]
+        if g.get("slope") is not None:
+            a0.plot(xx, np.exp(g["intercept"]) * xx[0] ** g["slope"] * (xx / xx[0]) ** -1.0, ":", color="k",
+                    label="L^-1 (expected)")
+        a0.set(xlabel="depth L", ylabel="kernel gap (1/n-extrapolated)",
+               title=f"{act}+MS: kernel of x^L vs Definition E.1 (L=∞)")
+        a1 = ax[1, k]
+        C.plot_fit(a1, fits[f"{act}_kurtosis_vs_L"], "|excess kurtosis|")
+        C.plot_fit(a1, fits[f"{act}_abs_skewness_vs_L"], "|skewness|")
+        C.plot_fit(a1, fits[f"{act}_energy_vs_L"], "energy distance² − null")
+        for name, p, st in (("kurtosis", -1.0, ":"), ("abs_skewness", -0.5, "-.")):
+            f_ = fits[f"{act}_{name}_vs_L"]
+            if f_.get("slope") is not None:
+                a1.plot(xx, np.exp(f_["intercept"]) * xx[0] ** f_["slope"] * (xx / xx[0]) ** p, st, color="k", lw=0.8,
+                        label=f"L^{p:g} (expected, {name})")
+        a1.set(xlabel="depth L", ylabel="non-Gaussianity of x^L coordinates",
+               title=f"{act}+MS: coordinates of x^L, n={cfg['widths'][-1]}")
+        for a in (a0, a1):
+            a.set_xticks(Ls)
+            a.set_xticklabels([str(L) for L in Ls])
+            a.xaxis.set_minor_formatter(NullFormatter())
+            a.legend(fontsize=6)
+    return C.savefig(fig, out_dir, STUDY)
+
+
+def run(size: str, out_dir: str) -> dict:
+    import jax.numpy as jnp
+
+    import nfd
+    from nfd.limits import solve_gamma_c_nonlinear, solve_gamma_c_nonlinear_infinite
+    from nfd.limits._gamma_c_infinite import richardson
+
+    t0 = time.perf_counter()
+    cfg = dict(activations=["tanh", "relu"], lr=1.0, T=1.0, steps=4, d=2, frozen=["input", "output"],
+               depths=C.pick(size, [2, 4], [2, 4, 8, 16], [2, 4, 8, 16, 32, 64]),
+               widths=C.pick(size, [16, 32], [128, 256], [256, 512, 1024, 2048]),
+               seeds=C.pick(size, 4, 16, 64), grid=C.pick(size, 4, 16, 32), seed=0)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(cfg["steps"], cfg["d"]))
+    Y = np.sin(2 * X[:, 0]) - 0.5 * X[:, 1]
+    cfg["X"], cfg["Y"] = X, Y
+    res, fits, claims = {}, {}, []
+    for act in cfg["activations"]:
+        N = cfg["grid"]
+        lim = [solve_gamma_c_nonlinear_infinite(X, Y, grid=g, activation=act, lr=cfg["lr"]) for g in (N, 2 * N)]
+        C_inf = richardson(lim[0].output_kernel, lim[1].output_kernel)
+        f_inf = richardson(lim[0].outputs, lim[1].outputs)
+        grid_err = float(np.max(np.abs(C_inf - lim[1].output_kernel)))
+        rows = []
+        for L in cfg["depths"]:
+            rec = solve_gamma_c_nonlinear(X, Y, depth=L, activation=act, lr=cfg["lr"])
+            km, ks, fm, fs, gauss = [], [], [], [], None
+            for n in cfg["widths"]:
+                sim = nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=cfg["lr"], block="post_ms",
+                                   frozen=tuple(cfg["frozen"]), seeds=cfg["seeds"], seed=cfg["seed"],
+                                   dtype=jnp.float64, record=("features",))
+                hL = sim.features[:, :, -1, :]  # (seeds, K, n)
+                kern = np.einsum("zsi,zti->zst", hL, hL) / n
+                m, s = C.mean_se(kern)
+                km.append(m), ks.append(s)
+                m, s = C.mean_se(sim.outputs)
+                fm.append(m), fs.append(s)
+                last = hL
+            a, sa = _extrapolate(cfg["widths"], km, ks)
+            fa, fsa = _extrapolate(cfg["widths"], fm, fs)
+            i_inf = np.unravel_index(np.argmax(np.abs(a - C_inf)), a.shape)
+            i_L = np.unravel_index(np.argmax(np.abs(a - rec.output_kernel)), a.shape)
+            # Gaussianity at the largest width, last step's coordinates and the K-vector
+            sk, ku, en = [], [], []
+            grng = np.random.default_rng(100 + L)
+            for z in range(last.shape[0]):
+                v = last[z].T  # (n, K)
+                s3, k4 = _moments(v[:, -1])
+                sk.append(s3), ku.append(k4)
+                cov = np.cov(v.T)
+                g1 = grng.multivariate_normal(v.mean(0), cov, size=v.shape[0])
+                # null: the same procedure applied to a Gaussian sample (refit its covariance, draw, compare)
+                g2 = grng.multivariate_normal(v.mean(0), cov, size=v.shape[0])
+                g3 = grng.multivariate_normal(g2.mean(0), np.cov(g2.T), size=v.shape[0])
+                en.append(_energy(v, g1) - _energy(g2, g3))
+            (skm, sks), (kum, kus), (enm, ens) = C.mean_se(sk), C.mean_se(ku), C.mean_se(en)
+            rows.append(dict(
+                depth=L, kernel_extrapolated=a, kernel_extrapolated_se=sa, kernel_recursion_L=rec.output_kernel,
+                gap_to_limit=float(abs(a - C_inf)[i_inf]), gap_to_limit_se=float(sa[i_inf]),
+                gap_to_recursion_L=float(abs(a - rec.output_kernel)[i_L]), gap_to_recursion_L_se=float(sa[i_L]),
+                outputs_extrapolated=fa, outputs_se=fsa, outputs_recursion_L=rec.outputs,
+                skewness=skm, skewness_se=sks, excess_kurtosis=kum, excess_kurtosis_se=kus,
+                energy_distance=enm, energy_distance_se=ens, gaussianity_width=cfg["widths"][-1],
+            ))
+            print(f"[{STUDY}] {act} L={L}: |K_n→∞ − C_∞| = {rows[-1]['gap_to_limit']:.4f} ± {rows[-1]['gap_to_limit_se']:.4f}, "
+                  f"kurt {kum:.4f} ± {kus:.4f}, skew {skm:.4f} ± {sks:.4f}", flush=True)
+        res[act] = dict(kernel_limit=C_inf, outputs_limit=f_inf, grid_richardson_error=grid_err, rows=rows)
+        Ls = [r["depth"] for r in rows]
+        fits[f"{act}_kernel_gap_vs_L"] = C.fit_loglog(Ls, [r["gap_to_limit"] for r in rows], [r["gap_to_limit_se"] for r in rows])
+        fits[f"{act}_kurtosis_vs_L"] = C.fit_loglog(Ls, [abs(r["excess_kurtosis"]) for r in rows], [r["excess_kurtosis_se"] for r in rows])
+        fits[f"{act}_abs_skewness_vs_L"] = C.fit_loglog(Ls, [abs(r["skewness"]) for r in rows], [r["skewness_se"] for r in rows])
+        fits[f"{act}_energy_vs_L"] = C.fit_loglog(Ls, [r["energy_distance"] for r in rows], [r["energy_distance_se"] for r in rows])
+        kg, kk = fits[f"{act}_kernel_gap_vs_L"], fits[f"{act}_kurtosis_vs_L"]
+        last = rows[-1]
+        claims.append(C.claim(
+            f"{act}+MS: the kernel of x^L tends to C(1) of Definition E.1 as L → ∞ (after {cfg['steps']} SGD steps)",
+            "TP VI Claim E.1",
+            f"max gap at L={last['depth']}: {last['gap_to_limit']:.4f} ± {last['gap_to_limit_se']:.4f} (s.e. of the 1/n "
+            f"extrapolation); gap vs L slope {C.slope_str(kg)} (expected −1)",
+            _decreasing(kg)))
+        claims.append(C.claim(
+            f"{act}+MS: coordinates of x^L become Gaussian as L → ∞",
+            "TP VI Claim E.1",
+            f"excess kurtosis at L={Ls[0]}: {rows[0]['excess_kurtosis']:.4f} ± {rows[0]['excess_kurtosis_se']:.4f}, at "
+            f"L={last['depth']}: {last['excess_kurtosis']:.4f} ± {last['excess_kurtosis_se']:.4f}; |kurtosis| vs L slope "
+            f"{C.slope_str(kk)} (CLT: −1); skewness slope {C.slope_str(fits[f'{act}_abs_skewness_vs_L'])} (CLT: −1/2)",
+            _decreasing(kk)))
+    figname = figure(res, fits, cfg, out_dir)
+    notes = [
+        "Kernel gap: per entry (s, t) a weighted fit a + b/n over the widths, then the entry with the largest |a − C|; "
+        "its s.e. is the fit's.  C_∞: Richardson of the L = ∞ grid solver on N and 2N cells (grid error recorded).",
+        "Gaussianity: per-seed statistics of the n coordinates of h_L at the last step (largest width); mean ± s.e. over "
+        "seeds.  Energy distance of the K-vectors against a Gaussian sample with their covariance, minus a "
+        "Gaussian-vs-Gaussian null of the same size.",
+        "The depth-L recursion of Definition E.1 is a discretisation, exact at initialisation only; its gap to finite "
+        "networks at fixed L is a depth effect (docs/tp6_nonlinear.md).",
+    ]
+    return C.write_result(STUDY, size, out_dir, title="TP VI App. E: nonlinear mean-subtracted block, Claim E.1",
+                          config=cfg, results=res, fits=fits, claims=claims, notes=notes, t_start=t0, figure=figname)
+
+
+if __name__ == "__main__":
+    C.cli(STUDY, run)
