@@ -68,7 +68,10 @@ stage() {  # stage NAME LIMIT_S CMD...
 stage init_sde "$LIM_INIT" "$PY" benchmarks/init_sde.py "${INIT[@]}" --out "$OUT/init_sde.json"
 stage kernels "$LIM_KERN" "$PY" benchmarks/kernels.py "${KERN[@]}" --no-nt --out "$OUT"
 stage speed "$LIM_SPEED" "$PY" benchmarks/studies/speed.py "${SPEED[@]}" --out "$OUT"
-stage scaling "$LIM_SCAL" "$PY" benchmarks/scaling.py "${SCAL[@]}" --out "$OUT/scaling.json"
+# scaling's parent process holds the device while its worker process runs: no up-front allocation of
+# 75% of the GPU's memory by either
+stage scaling "$LIM_SCAL" env XLA_PYTHON_CLIENT_PREALLOCATE=false "$PY" benchmarks/scaling.py "${SCAL[@]}" \
+  --out "$OUT/scaling.json"
 
 # the device next to every number: stamp each JSON (no jax needed here)
 DEVICE_JSON="${DEVICE_JSON:-null}" "$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
