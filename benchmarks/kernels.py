@@ -320,6 +320,7 @@ def plot_time_to_error(tte, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     blk = tte["repeats"][-1]
@@ -333,6 +334,7 @@ def plot_time_to_error(tte, path):
             ax.loglog(x, [max(p["max_abs_err"], 1e-17) for p in pts], fmt, label=label)
         for eps in tte["targets"]:
             ax.axhline(eps, color="gray", lw=0.6, ls=":")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("seconds")
         ax.set_ylabel("max |K − K_∞|")
         ax.set_title(f"ReLU NNGP, N={tte['N']}, d={tte['d']}: {title}", fontsize=9)
@@ -543,11 +545,12 @@ def main(argv=None):
     res = json.load(open(path)) if os.path.exists(path) else {}
     res.update({
         "benchmark": "kernels",
-        "mode": size,
-        "machine": machine(),
         "neural_tangents": {"python": py, "skipped_reason": why},
         "sections_last_run": sections,
     })
+    if set(sections) >= {"timing", "convergence", "linear_one_step", "error_decomposition"} or "mode" not in res:
+        res["mode"], res["machine"] = size, machine()  # the classic sections' size and machine
+    res.setdefault("section_modes", {}).update({s_: size for s_ in sections})
     nt_depths = S["nt_depths"] if py else []
     if "time_to_error" in sections:
         c = dict(S["tte"])
