@@ -10,6 +10,7 @@ Methods (all forward only, the same P, N, L, dtype and initial law; the quantity
 * ``nfd_before``: a verbatim copy of the public call before this change (forward and backward, all
   paths materialised and copied to the host: what the issue measured);
 * ``plain_scan``: a plain ``lax.scan`` over (N, P) particles with a Cholesky factor of Σ;
+* ``plain_scan_PN``: the same with the other layout, (P, N) particles (particles on the major axis);
 * ``diffrax``: ``diffrax.Euler`` over a batched ``UnsafeBrownianPath`` with ``adjoint=ForwardMode()``.
 
 Timing: every method compiled first (its first call timed; compile ≈ first − best), then ``rounds``
@@ -44,13 +45,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 SIZES = {
     "tiny": dict(configs=[dict(P=1024, N=2, L=8)], rounds=2, repeats=1),
-    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=5, repeats=2),
+    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2),
     # at P = 2^20 the "before" path would copy 2 × 2 GiB of paths to the host per call: left out there
     "gpu": dict(configs=[dict(P=32768, N=4, L=128),
                          dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_core", "plain_scan", "diffrax"))],
                 rounds=5, repeats=2),
 }
-ORDER = ("nfd", "nfd_core", "plain_scan", "diffrax", "nfd_fwd_bwd", "nfd_before")
+ORDER = ("nfd", "nfd_core", "plain_scan", "plain_scan_PN", "diffrax", "nfd_fwd_bwd", "nfd_before")
 
 
 def inputs(N, d=3, seed=0):
@@ -152,6 +153,19 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
         hT = jax.lax.scan(step, h0_of(k0), jnp.arange(L))[0]
         return hT @ hT.T / P, hT
 
+    @jax.jit
+    def plain_scan_pn(key):  # the other layout: particles on the major axis, h of shape (P, N)
+        k0, kw = jax.random.split(key)
+
+        def step(h, l):
+            u = act.fn(h)
+            R = jnp.linalg.cholesky(u.T @ u / P)
+            xi = jax.random.normal(jax.random.fold_in(kw, l), (P, N), dt)
+            return h + st * xi @ R.T, None
+
+        hT = jax.lax.scan(step, h0_of(k0).T, jnp.arange(L))[0]
+        return hT.T @ hT / P, hT.T
+
     def vf(t, y, args):
         u = act.fn(y)
         R = jnp.linalg.cholesky(u @ u.T / P)
@@ -177,6 +191,7 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
                                                  dtype=dt, backward=False).Q[-1], None),
         "nfd_core": lambda s: (np.asarray(core(jax.random.PRNGKey(s))), None),
         "plain_scan": lambda s: np2(plain_scan(jax.random.PRNGKey(s))),
+        "plain_scan_PN": lambda s: np2(plain_scan_pn(jax.random.PRNGKey(s))),
         "diffrax": lambda s: np2(diffrax_fwd(jax.random.PRNGKey(s))),
         "nfd_fwd_bwd": lambda s: (nfd.init_sde_particles(X, depth=L, particles=P, activation=activation, T=T,
                                                          seed=s, dtype=dt).Q[-1], None),
