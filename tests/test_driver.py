@@ -131,6 +131,7 @@ def test_particle_divergence_returns_status_instead_of_crashing():
     assert ok.status.dropped_pivots == ok.dropped_pivots
 
 
+@pytest.mark.usefixtures("x64")
 def test_mean_ode_has_progress_and_on_divergence(capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3, 2))
