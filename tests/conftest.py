@@ -2,6 +2,10 @@ import os
 
 from _xla import session_flags
 
+# Tests never read or fill the user's persistent compilation cache (nfd turns it on at import;
+# tests/test_compile_cache.py checks it in fresh processes with their own directories).
+os.environ.setdefault("NFD_NO_COMPILATION_CACHE", "1")
+
 # Compile at LLVM -O0 in the default run (why, and how to turn it off: tests/_xla.py).  Must be set
 # before jax initialises its CPU backend.
 os.environ["XLA_FLAGS"] = session_flags()
