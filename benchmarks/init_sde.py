@@ -314,7 +314,9 @@ def main(argv=None):
                       "compile_s = first call − best warm call.",
                       "max_abs_z_vs_mean: largest |Q_T(method) − mean over methods| over the N×N entries in units of "
                       "the Monte-Carlo s.e. of one run (particle spread of h^a h^b / √P, times √(1 − 1/m)); "
-                      "different seeds per method."],
+                      "different seeds per method.  That s.e. treats the particles as independent; the mean-field "
+                      "coupling (Σ is a particle mean) correlates them, so the run-to-run spread can be somewhat larger: "
+                      "the rigorous agreement check is tests/test_init_sde.py (spread over 16 seeds per method)."],
                wall_s=time.perf_counter() - t0,
                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
