@@ -337,7 +337,7 @@ def lazy_dynamics(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     net = ResNet(
         depth=depth if depth is not None else 1, input_dim=d, width=None, activation=act, T=T,
-        parameterization="ntk", lr=lr, frozen=tuple(frozen),
+        parameterization="ntk", lr=lr, frozen=frozen,
     )
     Xall = Xj if Xt is None else jnp.concatenate([Xj, Xt], axis=0)
     ker = lazy_kernels(Xall, activation=act, T=T, depth=depth, **kernel_kw)
