@@ -96,6 +96,8 @@ def main(argv=None):
                 means.append(np.nan)
                 ses.append(np.nan)
         means, ses = np.array(means), np.array(ses)
+        bad = ~np.isfinite(means)  # an overflowing loss counts as diverged
+        means[bad], ses[bad] = np.nan, np.nan
         finite_means.append(means)
         ok = np.isfinite(means)  # diverged rates are left out
         ax.errorbar(lrs[ok], means[ok], 2 * np.nan_to_num(ses[ok]), fmt="o", color=c, capsize=3,
@@ -106,6 +108,10 @@ def main(argv=None):
                 label=f"finite best η_c={lrs[j]:.2g}, L={L}")
         print(f"L={L:4d}: finite best η_c on the grid = {lrs[j]:.3f} (loss {means[j]:.4f}); "
               f"limit argmin on the curve = {curve_lrs[int(np.nanargmin(lim_curve))]:.3f}")
+    diverged = sorted({float(lrs[j]) for m in finite_means for j in np.nonzero(~np.isfinite(m))[0]})
+    if diverged:
+        ax.text(0.99, 0.02, "finite networks diverged at η_c = " + ", ".join(f"{v:g}" for v in diverged),
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
     ax.axvline(opt.lr, color="k", ls=":", label=f"limit optimum η_c* = {opt.lr:.2f} (via ∂ℒ/∂η_c)")
     # the limit's loss grows without bound near its divergence: show the range the finite networks span
     lo = np.nanmin([np.nanmin(c) for c in curves] + [np.nanmin(m) for m in finite_means])

@@ -62,3 +62,30 @@ def test_kernel_particles_training_and_default_figure(tmp_path):
     fig = plot_result(lim, path=tmp_path / "lim.png", title="limit")
     assert (tmp_path / "lim.png").stat().st_size > 1000 and len(fig.axes) >= 2
     plt.close("all")
+
+
+def test_fit_rate_interval_is_the_t_interval_of_ordinary_least_squares():
+    from scipy import stats
+
+    from nfd.plotting import fit_rate
+
+    rng = np.random.default_rng(1)
+    x = np.array([16.0, 32, 64, 128, 256, 512])
+    y = 2.0 * x**-0.7 * np.exp(0.1 * rng.normal(size=x.size))
+    fit = fit_rate(x, y)
+    ref = stats.linregress(np.log(x), np.log(y))  # independent: scipy's unweighted regression
+    t = stats.t.ppf(0.975, x.size - 2)
+    assert fit.slope == pytest.approx(ref.slope, rel=1e-10)
+    assert fit.slope_ci95[0] == pytest.approx(ref.slope - t * ref.stderr, rel=1e-8)
+    assert fit.slope_ci95[1] == pytest.approx(ref.slope + t * ref.stderr, rel=1e-8)
+    assert fit_rate([1, 2], [1.0, 0.5]).slope_ci95 is None  # two points, no standard errors: no interval
+
+
+def test_kernel_colour_scale_is_clipped_to_robust_percentiles():
+    K = np.random.default_rng(0).normal(size=(30, 30))
+    K[0, 0] = 1e4
+    ax = plot_kernel(K, title="K")
+    lo, hi = ax.images[0].get_clim()
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(K, [1, 99])))
+    assert ax.get_xlabel() and ax.get_ylabel() and "percentiles" in ax.figure.axes[-1].get_ylabel()
+    plt.close("all")
