@@ -137,7 +137,7 @@ def run(size: str, out_dir: str) -> dict:
         rows = []
         for L in cfg["depths"]:
             rec = solve_gamma_c_nonlinear(X, Y, depth=L, activation=act, lr=cfg["lr"])
-            km, ks, fm, fs, gauss = [], [], [], [], None
+            km, ks, fm, fs = [], [], [], []
             for n in cfg["widths"]:
                 sim = nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=cfg["lr"], block="post_ms",
                                    frozen=tuple(cfg["frozen"]), seeds=cfg["seeds"], seed=cfg["seed"],

@@ -352,9 +352,22 @@ def solve_gamma_c_nonlinear(
     The finite network it describes is ``nfd.simulate(..., block="post_ms")``:
     h_0 = U x/√d, h_ℓ = h_{ℓ-1} + √(T/L)·MS(φ(W_ℓ h_{ℓ-1}/√n)), f = vᵀh_L/n, SGD rate ``lr``·n.
 
-    Args: as :func:`~nfd.limits.solve_gamma_c`; ``activation`` any with Gaussian expectations
-    (closed form or quadrature); ``parameterization`` and ``block`` are checked (only
-    ``"depth_mup"`` / ``"post_ms"`` are modelled).
+    Args:
+        X: (K, d) inputs, one per SGD step (a 1-D array is read as d = 1).
+        Y: (K,) targets.
+        depth: L.
+        activation: any with Gaussian expectations E φ, E φφ, E φ'φ' (closed form or quadrature).
+        lr: η_c (1.0 is the paper's learning rate 1).
+        T: depth horizon; branch multiplier √(T/L).
+        frozen: groups not trained; the default freezes U and v as in the paper.
+        loss: ``"mse"`` or ``"logistic"``.
+        parameterization: must be ``"depth_mup"`` (checked, named in the error).
+        block: must be ``"post_ms"`` (checked, named in the error).
+        return_gamma: also return the Γ tensors.
+        max_memory: byte limit; memory O(K²·L²) is checked before anything runs.
+
+    Returns:
+        :class:`~nfd.limits.GammaCResult`; ``output_kernel`` (K, K) = ⟨x_s^L, x_t^L⟩.
 
     Example:
         >>> import jax; jax.config.update("jax_enable_x64", True)
