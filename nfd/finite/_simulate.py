@@ -475,6 +475,7 @@ class SimulationProblem(_driver.Problem):
 
     network: ResNet
     static: _SimStatic
+    programs: tuple  # _compiled_run(static): (init, weights, advance, advance_donating)
     seeds: int
     keys: Any
     args: tuple  # (Xs, Ys, Xt, rates) as jax arrays
@@ -490,14 +491,14 @@ class SimulationProblem(_driver.Problem):
                     hint=f"try a smaller lr (lr={self.network.lr}) or a larger depth/width")
 
     def _ckpt(self, path) -> "_Checkpoint":
-        init, weights, _, _ = _compiled_run(self.static)
+        init, weights, _, _ = self.programs
         net = self.network
         return _Checkpoint(path=path, batch=self.static.batch, steps=self.steps, mesh=self.mesh, init=init,
                            weights=weights, keys=self.keys, fingerprint=self.fingerprint,
                            info=dict(width=net.width, depth=net.depth, seeds=self.seeds, steps=self.steps))
 
     def init(self) -> _driver.State:
-        return _driver.State(0, _compiled_run(self.static)[0](self.keys), self.fingerprint)
+        return _driver.State(0, self.programs[0](self.keys), self.fingerprint)
 
     def advance(self, state: _driver.State, steps: int | None = None, *, donate: bool = False) -> _driver.State:
         """``steps`` more SGD steps (default: to the end); ``donate=True`` reuses the old state's memory."""
@@ -505,7 +506,7 @@ class SimulationProblem(_driver.Problem):
         n = _driver.check_steps(self, state, steps)
         if n == 0:
             return state
-        fn = _compiled_run(self.static)[3 if donate else 2]
+        fn = self.programs[3 if donate else 2]
         s0 = jnp.asarray(state.step)  # the same (default) integer type for every call: one program
         carry = fn(state.carry, s0, jnp.asarray(state.step + n, s0.dtype), self.keys, *self.args)
         return _driver.State(state.step + n, carry, self.fingerprint)
@@ -633,7 +634,7 @@ def simulation_problem(
     ident = (repr(st.net), rates_np.tolist(), backward, B, steps, n_test, sorted(set(record)), dtype.name, bool(dense),
              bool(_same_backward_key), int(seed), seeds)
     return SimulationProblem(
-        network=net, static=st, seeds=seeds, keys=keys,
+        network=net, static=st, programs=_compiled_run(st), seeds=seeds, keys=keys,
         args=tuple(jnp.asarray(a, dtype) for a in (Xs_np, Ys_np, Xt_np, rates_np)), mesh=mesh,
         fingerprint=_checkpoint.fingerprint(ident, (Xs_np, Ys_np, Xt_np)),
         config=dict(backward=backward, seeds=seeds, seed=seed, batch_size=B, dtype=str(dtype),
