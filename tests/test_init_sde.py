@@ -14,6 +14,7 @@ Z = 4.0  # standard errors allowed in Monte-Carlo comparisons (false-failure rat
 X2 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8]])
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_closed_forms_identity_and_relu():
     ts = np.linspace(0, 1.0, 5)
     Q0 = X2 @ X2.T / 3
