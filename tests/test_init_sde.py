@@ -80,6 +80,7 @@ def test_particles_record_paths_and_validate():
         coupling_error(-1.0, width=8, depth=2)
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_coupling_depth_part_decays_as_one_over_L_squared():
     """E|h^L_ℓ − h_{t_ℓ}|² (n = ∞, exact) — NFD bounds it by C/L; with a deterministic diffusion
     coefficient Euler–Maruyama is strong order 1, so the observed rate is 1/L²."""
