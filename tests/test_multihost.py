@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from _xla import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
