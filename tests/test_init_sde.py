@@ -14,6 +14,7 @@ Z = 4.0  # standard errors allowed in Monte-Carlo comparisons (false-failure rat
 X2 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8]])
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_closed_forms_identity_and_relu():
     ts = np.linspace(0, 1.0, 5)
     Q0 = X2 @ X2.T / 3
@@ -79,6 +80,7 @@ def test_particles_record_paths_and_validate():
         coupling_error(-1.0, width=8, depth=2)
 
 
+@pytest.mark.usefixtures("x64")  # float64 tolerances (closed form / round-off)
 def test_coupling_depth_part_decays_as_one_over_L_squared():
     """E|h^L_ℓ − h_{t_ℓ}|² (n = ∞, exact) — NFD bounds it by C/L; with a deterministic diffusion
     coefficient Euler–Maruyama is strong order 1, so the observed rate is 1/L²."""

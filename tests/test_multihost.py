@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from _xla import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ def _load_example():
     return mod
 
 
+@pytest.mark.usefixtures("x64")  # float64 (closed-form/round-off tolerances or a float64 reference)
 def test_two_processes_equal_one(tmp_path):
     out = tmp_path / "multihost.npz"
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
