@@ -73,9 +73,16 @@ def _decreasing(fit):
 
 
 def figure(res, fits, cfg, out_dir) -> str:
-    """Kernel gaps (top) and non-Gaussianity (bottom) against depth, one column per activation;
-    also usable on a saved JSON: ``figure(doc["results"], doc["fits"], doc["config"], out)``."""
+    """Draw :func:`plot` and save it into ``out_dir``; returns the file name."""
+    return C.savefig(plot(dict(results=res, fits=fits, config=cfg)), out_dir, STUDY)
+
+
+def plot(doc: dict):
+    """Kernel gaps (top) and non-Gaussianity (bottom) against depth, one column per activation,
+    drawn from the study's JSON document alone."""
     from matplotlib.ticker import NullFormatter
+
+    res, fits, cfg = doc["results"], doc["fits"], doc["config"]
 
     fig, ax = C.figure(2, len(cfg["activations"]), w=5.6, h=4.0)
     for k, act in enumerate(cfg["activations"]):
@@ -108,7 +115,7 @@ def figure(res, fits, cfg, out_dir) -> str:
             a.set_xticklabels([str(L) for L in Ls])
             a.xaxis.set_minor_formatter(NullFormatter())
             a.legend(fontsize=6)
-    return C.savefig(fig, out_dir, STUDY)
+    return fig
 
 
 def run(size: str, out_dir: str) -> dict:
