@@ -80,6 +80,7 @@ def test_cross_kernel_is_block_of_joint(X):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("x64")  # rtol 1e-12 / 1e-7 are float64 round-off and ODE-tolerance bounds
 def test_path_matches_single_solves(X):
     ts = [0.0, 0.7, 1.3]
     Cs = nngp_kernel_path(X, activation="relu", ts=ts)
