@@ -152,6 +152,7 @@ class _Static:
     storage: Any = None  # dtype of the stored particle histories (None: dtype)
     noise: str = "store"  # "store" the normals ξ, ξ̃ or "regenerate" them from their counter-based keys
     mesh: Any = None  # jax.sharding.Mesh with a "particles" axis, or None (one device)
+    sampling: str = "iid"  # how the particles' Gaussians are drawn (see _draw)
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -279,14 +280,94 @@ def _rep(st: _Static, x):
     return jax.lax.with_sharding_constraint(x, NamedSharding(st.mesh, PartitionSpec()))
 
 
-def _normals(st: _Static, k, l, s, rows):
+SAMPLINGS = ("iid", "sobol")
+# Dimensions of scipy's Sobol direction numbers (Joe & Kuo); later Gaussians are drawn iid (padding).
+_SOBOL_MAXDIM = 21201
+
+
+@functools.lru_cache(maxsize=8)
+def _sobol_table(dims: int, m: int) -> np.ndarray:
+    """Sobol direction numbers (dims, m) as uint32: the unscrambled point at position 2^b of each
+    dimension (the first 2^m points x(p) = XOR_b bit_b(p)·V_b are the same (t, m, s)-net)."""
+    from scipy.stats import qmc
+
+    sob = qmc.Sobol(dims, scramble=False, bits=32)
+    V = np.empty((dims, m), np.uint32)
+    for b in range(m):
+        sob.reset()
+        sob.fast_forward(2**b)
+        V[:, b] = np.round(sob.random(1)[0] * 2.0**32).astype(np.uint64).astype(np.uint32)
+    return V
+
+
+def _sobol_dims(st: _Static) -> int:
+    """Gaussian coordinates of one particle: U (d), v (1), then per step s, row r (forward B,
+    backward B, test N) and fine layer λ: ``d + 1 + (s·(2B+N) + r)·L·refine + λ``."""
+    return st.d + 1 + st.steps * (2 * st.B + st.N) * st.L * st.refine
+
+
+def _sobol_normals(st: _Static, key, dims):
+    """Standard normals (len(dims), P): coordinates ``dims`` of P points of a scrambled Sobol
+    sequence (random linear matrix scramble + digital shift, Matoušek 1998 / scipy's scheme, each
+    dimension randomised by ``fold_in(key, dim)``), mapped through Φ⁻¹.  Dimensions beyond the
+    direction-number table get iid normals.  A pure function of (key, dims)."""
+    P = st.P
+    m = max(P.bit_length() - 1, 1)
+    Dt = min(_sobol_dims(st), _SOBOL_MAXDIM)
+    V = jnp.asarray(_sobol_table(Dt, m))[jnp.minimum(dims, Dt - 1)]  # (R, m) uint32
+    bits = jax.vmap(lambda j: jax.random.bits(jax.random.fold_in(key, j), (33,), jnp.uint32))(dims)  # (R, 33)
+    # lower-triangular unit-diagonal GF(2) matrix: output digit k (bit 31-k) = parity(V & mask_k)
+    kk = jnp.arange(32, dtype=jnp.uint32)
+    high = jnp.where(kk == 0, jnp.uint32(0), jnp.left_shift(jnp.uint32(0xFFFFFFFF), (32 - kk) % 32))
+    masks = (bits[:, :32] & high) | jnp.left_shift(jnp.uint32(1), 31 - kk)  # (R, 32)
+    par = jax.lax.population_count(V[:, :, None] & masks[:, None, :]) & 1  # (R, m, 32)
+    Vs = jnp.sum(jnp.left_shift(par, 31 - kk), axis=-1, dtype=jnp.uint32)  # disjoint bits: sum = OR
+    p = _pc(st, jnp.arange(P, dtype=jnp.uint32))
+    x = jnp.broadcast_to(bits[:, 32:33], (dims.shape[0], P))  # the digital shift
+    for b in range(m):
+        x = x ^ jnp.where((p >> b) & 1 == 1, Vs[:, b:b + 1], jnp.uint32(0))
+    if jnp.dtype(st.dtype) == jnp.float64:
+        u = (x.astype(jnp.float64) + 0.5) * 2.0**-32
+    else:
+        u = ((x >> 8).astype(st.dtype) + 0.5) * 2.0**-24
+    z = jax.scipy.special.ndtri(u).astype(st.dtype)
+    if _sobol_dims(st) > _SOBOL_MAXDIM:
+        kp = jax.random.fold_in(key, _SOBOL_MAXDIM)  # never a dimension key (those are < _SOBOL_MAXDIM)
+        iid = jax.vmap(lambda j: jax.random.normal(jax.random.fold_in(kp, j), (P,), st.dtype))(dims)
+        z = jnp.where((dims < Dt)[:, None], z, iid)
+    return z
+
+
+_ROW0 = {"fwd": 0, "bwd": 1, "test": 2}  # forward rows, backward rows (offset B), test rows (offset 2B)
+
+
+def _draw(st: _Static, key, shape, group, l=0, s=0):
+    """Standard normals of ``shape`` = (rows, P) (or (P, d) for U, (P,) for v) of ``group``
+    ("U", "v", "fwd", "bwd", "test"), fine layer ``l``, step ``s``: iid, or the matching
+    coordinates of the particles' scrambled Sobol points (:func:`_sobol_dims`)."""
+    if st.sampling == "iid":
+        return jax.random.normal(key, shape, st.dtype)
+    if group == "U":
+        return _sobol_normals(st, key, jnp.arange(st.d)).T
+    if group == "v":
+        return _sobol_normals(st, key, jnp.full((1,), st.d))[0]
+    rows = shape[0]
+    r0 = _ROW0[group] * st.B
+    dims = st.d + 1 + ((s * (2 * st.B + st.N) + r0 + jnp.arange(rows)) * st.L * st.refine + l)
+    return _sobol_normals(st, key, dims)
+
+
+def _normals(st: _Static, k, l, s, rows, group="fwd"):
     """Standard normals (rows, P) of layer l, step s: the scaled sum of the normals of the m
     finer layers l·m..l·m+m-1, so runs with depth L and L·m share their Brownian paths.
     A pure function of (key, l, s): threefry is counter-based, so the same numbers come back
     when they are regenerated instead of stored, and on any number of devices."""
     m, P, dtype = st.refine, st.P, st.dtype
-    ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
-    z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
+    if st.sampling == "iid":
+        ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
+        z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
+    else:
+        z = jax.vmap(lambda j: _pc(st, _draw(st, k, (rows, P), group, l * m + j, s)))(jnp.arange(m))
     z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
     if st.noise == "store" and _sdt(st) != jnp.dtype(dtype):
         z = z.astype(_sdt(st)).astype(dtype)  # stored normals are what later steps see: use them now too
@@ -295,9 +376,11 @@ def _normals(st: _Static, k, l, s, rows):
 
 def _consts(st: _Static, key, Xs, Ys, Xt, rates, sqrt_tau, tol):
     k_u, k_v, k_fwd, k_bwd, k_test = jax.random.split(key, 5)
+    U = _draw(st, k_u, (st.P, st.d), "U")
+    v = _draw(st, k_v, (st.P,), "v")
     return dict(
-        U=_pc(st, jax.random.normal(k_u, (st.P, st.d), st.dtype), 0),
-        v=_pc(st, jax.random.normal(k_v, (st.P,), st.dtype), 0),
+        U=_pc(st, U, 0),
+        v=_pc(st, v, 0),
         k_fwd=k_fwd, k_bwd=k_bwd, k_test=k_test, Xflat=Xs.reshape(st.steps * st.B, st.d), Xs=Xs, Ys=Ys, Xt=Xt,
         eta_in=rates[0], eta_hid=rates[1], eta_out=rates[2], sqrt_tau=sqrt_tau, tau=sqrt_tau * sqrt_tau, tol=tol,
     )
@@ -340,6 +423,9 @@ def _hist(st: _Static, state, name, l):
     return _unpack(st, state[name][l])
 
 
+_GROUP = {"Xi": "fwd", "Xit": "bwd"}
+
+
 def _noise_left(st: _Static, state, name, key, l, s, AT):
     """AT (R, H) @ ξ_l (H, P): rows of ξ of the samples of steps < s (later rows of AT are 0)."""
     if st.noise == "store":
@@ -347,7 +433,7 @@ def _noise_left(st: _Static, state, name, key, l, s, AT):
     B = st.B
 
     def body(j, acc):
-        return acc + jax.lax.dynamic_slice_in_dim(AT, j * B, B, axis=1) @ _normals(st, key, l, j, B)
+        return acc + jax.lax.dynamic_slice_in_dim(AT, j * B, B, axis=1) @ _normals(st, key, l, j, B, _GROUP[name])
 
     return jax.lax.fori_loop(0, s, body, _pc(st, jnp.zeros((AT.shape[0], st.P), st.dtype)))
 
@@ -359,7 +445,7 @@ def _noise_right(st: _Static, state, name, key, l, s, F):
     B = st.B
 
     def body(j, acc):
-        return jax.lax.dynamic_update_slice_in_dim(acc, _normals(st, key, l, j, B) @ F.T, j * B, axis=0)
+        return jax.lax.dynamic_update_slice_in_dim(acc, _normals(st, key, l, j, B, _GROUP[name]) @ F.T, j * B, axis=0)
 
     return jax.lax.fori_loop(0, s, body, jnp.zeros((st.steps * B, F.shape[0]), st.dtype))
 
@@ -386,7 +472,7 @@ def _forward_pass(st: _Static, state, s, x, cs):
         A, D, rows_solve, ratio, dropped = _grow(state["LS"][l], r[:, :B], snn, start, tol)
         zeta = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, A.T) + D @ xi_new
         if N:
-            xi_t = _normals(st, cs["k_test"], l, s, N)
+            xi_t = _normals(st, cs["k_test"], l, s, N, "test")
             At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
             zeta_t = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
             zeta = jnp.concatenate([zeta, zeta_t], axis=0)
@@ -426,7 +512,7 @@ def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
         gs = _rnd(st, g)
         tr = _hist(st, state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
         tnn = gs @ gs.T / P
-        xit_new = _normals(st, cs["k_bwd"], l, s, B)
+        xit_new = _normals(st, cs["k_bwd"], l, s, B, "bwd")
         A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
         zt = _noise_left(st, state, "Xit", cs["k_bwd"], l, s, A.T) + D @ xit_new
         coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
@@ -834,6 +920,7 @@ def particle_problem(
     devices=None,
     storage_dtype=None,
     noise: str = "store",
+    sampling: str = "iid",
 ) -> ParticleProblem:
     """Validate a particle solve of ``net`` (``net.width`` must be ``None``) and estimate its memory.
 
@@ -857,6 +944,7 @@ def particle_problem(
     seed = check_seed(seed)
     check_choice("on_singular", on_singular, ("warn", "regularize", "raise"))
     check_choice("noise", noise, ("store", "regenerate"))
+    check_choice("sampling", sampling, SAMPLINGS)
     check_bool("record_paths", record_paths)
     check_bool("eigenvalues", eigenvalues)
     max_memory = check_bytes("max_memory", max_memory)
@@ -890,6 +978,8 @@ def particle_problem(
         noise_depth = L
     if not isinstance(noise_depth, (int, np.integer)) or isinstance(noise_depth, bool) or noise_depth < L or noise_depth % L:
         raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
+    if sampling == "sobol" and P & (P - 1):
+        raise ValueError(f"particles must be a power of 2 for sampling='sobol' (a balanced Sobol net), got {P}")
     devs = resolve_devices(devices)
     D = 1 if devs is None else len(devs)
     if devs is not None:
@@ -913,7 +1003,7 @@ def particle_problem(
     st = _Static(
         P=P, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
         loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
-        storage=None if sdt == dtype else sdt, noise=noise, mesh=None if devs is None else make_mesh(devs, "particles"),
+        storage=None if sdt == dtype else sdt, noise=noise, sampling=sampling, mesh=None if devs is None else make_mesh(devs, "particles"),
     )
     rates = np.asarray([0.0 if g in net.frozen else net.lr for g in ("input", "hidden", "output")], np.float64)
     Xs = X.reshape(steps, B, -1)
@@ -928,7 +1018,7 @@ def particle_problem(
     config = dict(
         particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
         singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
-        storage_dtype=sdt.name, noise=noise, devices=D,
+        storage_dtype=sdt.name, noise=noise, devices=D, sampling=sampling,
     )
     options = dict(on_singular=on_singular, eigenvalues=bool(eigenvalues),
                    config=config, memory_estimate_bytes=est, memory_per_device_bytes=est_dev)
