@@ -323,9 +323,9 @@ def _sobol_normals(st: _Static, key, dims):
     par = jax.lax.population_count(V[:, :, None] & masks[:, None, :]) & 1  # (R, m, 32)
     Vs = jnp.sum(jnp.left_shift(par, 31 - kk), axis=-1, dtype=jnp.uint32)  # disjoint bits: sum = OR
     p = _pc(st, jnp.arange(P, dtype=jnp.uint32))
-    x = jnp.broadcast_to(bits[:, 32:33], (dims.shape[0], P))  # the digital shift
-    for b in range(m):
-        x = x ^ jnp.where((p >> b) & 1 == 1, Vs[:, b:b + 1], jnp.uint32(0))
+    on = (p[None, :, None] >> jnp.arange(m, dtype=jnp.uint32)) & 1 == 1  # (1, P, m): bit b of p
+    x = jnp.bitwise_xor.reduce(jnp.where(on, Vs[:, None, :], jnp.uint32(0)), axis=-1)  # (R, P)
+    x = x ^ bits[:, 32:33]  # the digital shift
     if jnp.dtype(st.dtype) == jnp.float64:
         u = (x.astype(jnp.float64) + 0.5) * 2.0**-32
     else:
