@@ -10,15 +10,18 @@ systems (seeds) are solved in one vmapped program; per step k:
 * unbiasedness: z_k = (mean_scheme − mean_iid) / √(se²+se²) per step, max |z| reported.
 
 Schemes through the solver (``nfd.solve(..., sampling=...)``): ``iid`` (default) and ``sobol``
-(scrambled Sobol points for U, v and all Gaussian increments: one Sobol dimension per
-(step, row, layer), linear matrix scramble + digital shift per dimension).  Candidates that were
+(scrambled Sobol points, linear matrix scramble + digital shift per dimension, for U, v and all
+Gaussian increments; each row's increments over depth by a Brownian bridge, the first bridge
+coordinates of all rows in the first dimensions).  Candidates that were
 measured but not adopted are run by feeding host-generated Gaussians into the same solver
 (``_probe``: U, v and the increments ξ, ξ̃ replaced, everything else unchanged):
 ``probe_iid`` (control: must match ``iid``), ``antithetic_all`` (particle p + P/2 = −particle p in
 every Gaussian), ``antithetic_forward`` (U, ξ negated; v, ξ̃ kept), ``antithetic_v`` (v negated
 only), ``moment_matched`` (U, v centred and whitened so that their empirical covariance is exactly
-I), ``sobol_pca`` (scipy's scrambled Sobol with a principal-component (Brownian) ordering of the
-increments over depth).
+I), scipy's scrambled Sobol with three orderings of the increments over depth: ``sobol_natural``
+(dimension = (step, row, layer) in order), ``sobol_bridge`` (the solver's bridge and ordering:
+checks the solver's generator against scipy's) and ``sobol_pca`` (principal components of the
+Brownian path instead of the bridge, coordinate-major).
 
 Timing: one solve (P = 4096) per scheme, compile (first call) separate, then interleaved best of 5;
 load average recorded.
@@ -83,10 +86,19 @@ def _pca_map(n):
     return np.diff(np.vstack([np.zeros(n), W]), axis=0)
 
 
+def _bridge_map(n):
+    """The solver's Brownian-bridge map (``nfd.limits._nfd._bridge``) as a dense (n, n) matrix."""
+    idx, w = _nfd._bridge(n, 1)
+    M = np.zeros((n, n))
+    for l in range(n):
+        np.add.at(M[l], idx[l], w[l])
+    return M
+
+
 def _gaussians(scheme, P, rng):
     """U (P, d), v (P,), Z (K, 2, L, P) increments (forward, backward) of one system."""
     D = D_IN + 1 + 2 * K * L
-    if scheme == "sobol_pca":
+    if scheme.startswith("sobol"):
         from scipy.stats import norm, qmc
 
         G = norm.ppf(qmc.Sobol(D, scramble=True, seed=rng).random_base2(int(round(math.log2(P)))))
@@ -112,9 +124,9 @@ def _gaussians(scheme, P, rng):
         e, V = np.linalg.eigh(W.T @ W / P)
         W = W @ (V / np.sqrt(e)) @ V.T
         U, v = W[:, :D_IN], W[:, D_IN]
-    if scheme == "sobol_pca":  # coordinate j of every row first, then j + 1: dim = D_IN + 1 + j·2K + row
+    if scheme in ("sobol_pca", "sobol_bridge"):  # coordinate j of every row first: dim = D_IN + 1 + j·2K + row
         z = R.reshape(P, L, 2 * K).transpose(0, 2, 1)
-        xi = np.einsum("lj,prj->prl", _pca_map(L), z)
+        xi = np.einsum("lj,prj->prl", _pca_map(L) if scheme == "sobol_pca" else _bridge_map(L), z)
     else:
         xi = R.reshape(P, 2 * K, L)
     return U, v, xi.reshape(P, K, 2, L).transpose(1, 2, 3, 0)
@@ -244,7 +256,8 @@ def main(argv=None):
     S = 32 if a.quick else 64
     Ps = [1024, 4096] if a.quick else [1024, 4096, 16384]
     P0 = 1024
-    probes = ["probe_iid", "antithetic_all", "antithetic_forward", "antithetic_v", "moment_matched", "sobol_pca"]
+    probes = ["probe_iid", "antithetic_all", "antithetic_forward", "antithetic_v", "moment_matched", "sobol_natural",
+              "sobol_bridge", "sobol_pca"]
     res = dict(config=dict(K=K, L=L, d=D_IN, lr=LR, activation="tanh", backward="exact", dtype="float32",
                            seeds=S, particles=Ps, probe_particles=P0, bootstrap=1000),
                load_before=os.getloadavg(), schemes={})

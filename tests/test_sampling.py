@@ -60,6 +60,20 @@ def test_sobol_points_are_a_stratified_net():
     assert not np.allclose(z, z2)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sobol_uniforms_stay_inside_the_unit_interval(dtype, request):
+    """The extreme digits map to finite normals (u = 1 would give +inf)."""
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    from jax.scipy.special import ndtri
+
+    x = jnp.asarray([0, 1, 2**31, 2**32 - 1], jnp.uint32)
+    u = _nfd._uniform(x, jnp.dtype(dtype))
+    assert u.dtype == jnp.dtype(dtype)
+    assert np.all((np.asarray(u) > 0) & (np.asarray(u) < 1))
+    assert np.all(np.isfinite(np.asarray(ndtri(u))))
+
+
 def test_sobol_regenerated_noise_equals_stored():
     """The Sobol normals are a pure function of (key, dimension): regenerating them gives the same
     solve as storing them, as for iid sampling."""

@@ -301,9 +301,16 @@ def _sobol_table(dims: int, m: int) -> np.ndarray:
 
 
 def _sobol_dims(st: _Static) -> int:
-    """Gaussian coordinates of one particle: U (d), v (1), then per step s, row r (forward B,
-    backward B, test N) and fine layer λ: ``d + 1 + (s·(2B+N) + r)·L·refine + λ``."""
+    """Gaussian coordinates of one particle: U (d), v (1), then L·refine bridge coordinates for
+    each of the steps·(2B + N) rows (forward B, backward B, test N per step); see :func:`_draw`."""
     return st.d + 1 + st.steps * (2 * st.B + st.N) * st.L * st.refine
+
+
+def _uniform(x, dtype):
+    """uint32 digits x → the midpoints of their cells in (0, 1), never 0 or 1 in ``dtype``."""
+    if jnp.dtype(dtype) == jnp.float64:
+        return (x.astype(jnp.float64) + 0.5) * 2.0**-32
+    return ((x >> 9).astype(dtype) + 0.5) * 2.0**-23  # 23 bits: u ≤ 1 − 2⁻²⁴ < 1 exactly in float32
 
 
 def _sobol_normals(st: _Static, key, dims):
@@ -326,11 +333,7 @@ def _sobol_normals(st: _Static, key, dims):
     on = (p[None, :, None] >> jnp.arange(m, dtype=jnp.uint32)) & 1 == 1  # (1, P, m): bit b of p
     x = jnp.bitwise_xor.reduce(jnp.where(on, Vs[:, None, :], jnp.uint32(0)), axis=-1)  # (R, P)
     x = x ^ bits[:, 32:33]  # the digital shift
-    if jnp.dtype(st.dtype) == jnp.float64:
-        u = (x.astype(jnp.float64) + 0.5) * 2.0**-32
-    else:
-        u = ((x >> 8).astype(st.dtype) + 0.5) * 2.0**-24
-    z = jax.scipy.special.ndtri(u).astype(st.dtype)
+    z = jax.scipy.special.ndtri(_uniform(x, st.dtype)).astype(st.dtype)
     if _sobol_dims(st) > _SOBOL_MAXDIM:
         kp = jax.random.fold_in(key, _SOBOL_MAXDIM)  # never a dimension key (those are < _SOBOL_MAXDIM)
         iid = jax.vmap(lambda j: jax.random.normal(jax.random.fold_in(kp, j), (P,), st.dtype))(dims)
@@ -341,10 +344,49 @@ def _sobol_normals(st: _Static, key, dims):
 _ROW0 = {"fwd": 0, "bwd": 1, "test": 2}  # forward rows, backward rows (offset B), test rows (offset 2B)
 
 
+@functools.lru_cache(maxsize=32)
+def _bridge(L: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Brownian-bridge construction of L·m standard normal increments, summed in blocks of m.
+
+    The path W at fine times 1..n (n = L·m) is built from coordinates z_0, z_1, ...: z_0 gives
+    W_n, then each interval is split at its midpoint, W_t = ((b−t)W_a + (t−a)W_b)/(b−a) +
+    √((t−a)(b−t)/(b−a)) z_j, coarse intervals first, so the first coordinates carry most of the
+    path's variance.  Layer l's normal is (W_{(l+1)m} − W_{lm})/√m = Σ_j M[l, j] z_j; M has
+    orthonormal rows and O(log n) non-zeros each.  Returns (index (L, J), weight (L, J)) of the
+    non-zeros (padded with weight 0), J the most in a row."""
+    n = L * m
+    A = np.zeros((n + 1, n))  # W_t = A[t] @ z, W_0 = 0
+    A[n, 0] = math.sqrt(n)
+    j, todo = 1, [(0, n)]
+    while todo:
+        nxt = []
+        for a, b in todo:
+            if b - a < 2:
+                continue
+            t = (a + b) // 2
+            A[t] = ((b - t) * A[a] + (t - a) * A[b]) / (b - a)
+            A[t, j] = math.sqrt((t - a) * (b - t) / (b - a))
+            j += 1
+            nxt += [(a, t), (t, b)]
+        todo = nxt
+    M = (A[m::m] - A[:-m:m]) / math.sqrt(m)  # (L, n)
+    nz = np.abs(M) > 1e-12
+    J = int(nz.sum(axis=1).max())
+    idx = np.zeros((L, J), np.int32)
+    w = np.zeros((L, J))
+    for l in range(L):
+        cols = np.nonzero(nz[l])[0]
+        idx[l, :len(cols)] = cols
+        w[l, :len(cols)] = M[l, cols]
+    return idx, w
+
+
 def _draw(st: _Static, key, shape, group, l=0, s=0):
     """Standard normals of ``shape`` = (rows, P) (or (P, d) for U, (P,) for v) of ``group``
-    ("U", "v", "fwd", "bwd", "test"), fine layer ``l``, step ``s``: iid, or the matching
-    coordinates of the particles' scrambled Sobol points (:func:`_sobol_dims`)."""
+    ("U", "v", "fwd", "bwd", "test"), layer ``l``, step ``s``: iid, or for ``sampling="sobol"``
+    coordinates of the particles' scrambled Sobol points: U, v the first d + 1, then each row's
+    increments over depth by a Brownian bridge (:func:`_bridge`) with coordinate j of row ρ in
+    dimension d + 1 + j·R + ρ (R rows in all: the first bridge coordinates of every row come first)."""
     if st.sampling == "iid":
         return jax.random.normal(key, shape, st.dtype)
     if group == "U":
@@ -352,9 +394,13 @@ def _draw(st: _Static, key, shape, group, l=0, s=0):
     if group == "v":
         return _sobol_normals(st, key, jnp.full((1,), st.d))[0]
     rows = shape[0]
-    r0 = _ROW0[group] * st.B
-    dims = st.d + 1 + ((s * (2 * st.B + st.N) + r0 + jnp.arange(rows)) * st.L * st.refine + l)
-    return _sobol_normals(st, key, dims)
+    R = st.steps * (2 * st.B + st.N)
+    rho = s * (2 * st.B + st.N) + _ROW0[group] * st.B + jnp.arange(rows)
+    idx, w = _bridge(st.L, st.refine)
+    j = jnp.asarray(idx)[l]  # (J,)
+    dims = st.d + 1 + j[:, None] * R + rho[None, :]  # (J, rows)
+    z = _sobol_normals(st, key, dims.reshape(-1)).reshape(j.shape[0], rows, st.P)
+    return jnp.einsum("j,jrp->rp", jnp.asarray(w, st.dtype)[l], z)
 
 
 def _normals(st: _Static, k, l, s, rows, group="fwd"):
@@ -366,9 +412,9 @@ def _normals(st: _Static, k, l, s, rows, group="fwd"):
     if st.sampling == "iid":
         ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
         z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
-    else:
-        z = jax.vmap(lambda j: _pc(st, _draw(st, k, (rows, P), group, l * m + j, s)))(jnp.arange(m))
-    z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
+        z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
+    else:  # the bridge sums the m fine increments itself
+        z = _pc(st, _draw(st, k, (rows, P), group, l, s))
     if st.noise == "store" and _sdt(st) != jnp.dtype(dtype):
         z = z.astype(_sdt(st)).astype(dtype)  # stored normals are what later steps see: use them now too
     return z
