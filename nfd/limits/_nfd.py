@@ -40,7 +40,9 @@ Scaling out (docs/scaling.md): ``devices=`` shards the particle axis over a ``ja
 (every particle mean E[·] becomes an all-reduce, inserted by XLA's SPMD partitioner; the normals
 come from counter-based threefry keys, so every device draws its own slice of the same numbers);
 ``storage_dtype=`` keeps the O(L·K·P) histories in bfloat16/float16; ``noise="regenerate"``
-recomputes ξ, ξ̃ from their keys instead of storing them; :class:`ParticleProblem` runs the solve
+recomputes ξ, ξ̃ from their keys instead of storing them; ``sampling="sobol"`` draws every particle's
+Gaussians from one point of a scrambled Sobol sequence (randomised quasi-Monte Carlo: the same
+law, a smaller spread); :class:`ParticleProblem` runs the solve
 in pieces with one compiled program (traced loop bounds), so checkpoint → resume is bit-identical
 to an uninterrupted run.
 """
@@ -1159,6 +1161,15 @@ def solve_particles(
         noise: ``"store"`` (default) keeps the normals ξ, ξ̃ (2·L·K·P numbers); ``"regenerate"``
             recomputes them from their counter-based keys when needed (same numbers; about half the
             memory, more time).
+        sampling: ``"iid"`` (default: plain Monte Carlo, error ∝ 1/√P) or ``"sobol"`` (randomised
+            quasi-Monte Carlo: each particle's Gaussians U, v, ξ, ξ̃ are the Φ⁻¹ of one point of a
+            scrambled Sobol sequence, with a Brownian-bridge construction of the increments over
+            depth; ``particles`` must be a power of 2).  Each seed is an independent randomisation,
+            so means over seeds (or replicates) and their standard errors stay valid.  Measured in
+            benchmarks/variance_reduction.py (tanh, d = 3, K = L = 8, exact): the spread of f̂ over
+            seeds is 4–6× smaller than with ``"iid"`` at P = 2¹⁰–2¹⁴ (17–39× less variance) at
+            ≈ 1–2.5× the time per solve and a few seconds more compilation.  Dimensions beyond
+            21201 (scipy's Sobol table) are drawn iid.
         checkpoint: path of a checkpoint file: if it exists the solve resumes from it (it must belong
             to the same problem), and the state is written there every ``checkpoint_every`` steps and
             at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
