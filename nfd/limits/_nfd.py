@@ -114,6 +114,19 @@ class ParticleSolution:
         network: the :class:`~nfd.ResNet` (width ``None``) that was solved.
         config: the remaining arguments (particles, backward, seed, batch_size, dtype, ...).
         status: :class:`~nfd.Status`: divergence (step, or ``None``) and dropped pivots.
+        outputs_stderr: (K,) standard error of ``outputs``: the standard deviation (ddof=1) of the
+            R replicate systems' outputs / √R (NaN for ``replicates=1``).  It measures the
+            Monte-Carlo error only; the O(R/P) particle bias of each replicate is not in it.
+        losses_stderr, test_outputs_stderr, sigma_stderr, theta_stderr: the same for ``losses``,
+            ``test_outputs``, ``sigma`` and ``theta`` (each of those is the mean over replicates).
+        replicate_outputs: (R, K) each replicate's outputs (for paired comparisons,
+            :func:`nfd.paired_difference`).
+        replicate_losses: (R, K) each replicate's losses.
+        replicate_test_outputs: (R, steps, N) each replicate's test outputs, or ``None``.
+
+    With ``replicates=R`` the P particles form R independent systems of P/R particles (each with its
+    own key, ``jax.random.split`` of the seed's key), run together; every reported number is the mean
+    over the replicates, and ``features``/``grads`` hold all R·(P/R) particles.
     """
 
     outputs: np.ndarray
@@ -131,6 +144,14 @@ class ParticleSolution:
     network: ResNet
     config: dict
     status: Status = Status()
+    outputs_stderr: np.ndarray | None = None
+    losses_stderr: np.ndarray | None = None
+    test_outputs_stderr: np.ndarray | None = None
+    sigma_stderr: np.ndarray | None = None
+    theta_stderr: np.ndarray | None = None
+    replicate_outputs: np.ndarray | None = None
+    replicate_losses: np.ndarray | None = None
+    replicate_test_outputs: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +173,7 @@ class _Static:
     storage: Any = None  # dtype of the stored particle histories (None: dtype)
     noise: str = "store"  # "store" the normals ξ, ξ̃ or "regenerate" them from their counter-based keys
     mesh: Any = None  # jax.sharding.Mesh with a "particles" axis, or None (one device)
+    R: int = 1  # independent replicate systems of P particles each, vmapped over a leading axis
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -523,10 +545,15 @@ class _Program:
         self.pack = functools.partial(_pack, st)
         self.unpack = functools.partial(_unpack, st)
         self.pc = functools.partial(_pc, st)
-        self.run = jax.jit(functools.partial(_run, st))
-        self.init = jax.jit(lambda: (_init_state(st), _init_outs(st)))
-        self.advance = jax.jit(functools.partial(_advance, st))
-        self.advance_donating = jax.jit(functools.partial(_advance, st), donate_argnums=(0,))
+        # every array gets a leading replicate axis (R): the replicates are vmapped, each with its
+        # own key; the particle axis of each stays sharded over the mesh
+        self.run = jax.jit(jax.vmap(functools.partial(_run, st), in_axes=(0,) + (None,) * 6))
+        self.init = jax.jit(lambda: jax.vmap(lambda _: (_init_state(st), _init_outs(st)))(jnp.arange(st.R)))
+        # (the loss function's: one rate and horizon per replicate, for per-replicate derivatives)
+        self.run_rates = jax.jit(jax.vmap(functools.partial(_run, st), in_axes=(0, None, None, None, 0, 0, None)))
+        adv = jax.vmap(functools.partial(_advance, st), in_axes=(0, None, None, 0) + (None,) * 6)
+        self.advance = jax.jit(adv)
+        self.advance_donating = jax.jit(adv, donate_argnums=(0,))
 
     def shardings(self, carry):
         """The sharding of every array of a carry (for placing a loaded checkpoint)."""
@@ -554,14 +581,16 @@ def _compiled(st: _Static):
 
 
 def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, exact=False, record_paths=False,
-                             itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False):
+                             itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False,
+                             replicates=1):
     """Bytes :func:`solve_particles` needs, estimated before anything is compiled.
 
     Counted: the per-sample particle histories in ``storage_itemsize`` bytes (φ(h) L, g L+1, h_L 1,
     plus the normals ξ, ξ̃ 2L with ``noise="store"``, plus L+1 with ``record_paths``; each K×P),
     four L×K×K kernel/Cholesky arrays, U (P×d) and per-layer temporaries, with 25% slack.  With
     ``devices`` = D the particle arrays are split D ways and the L×K×K arrays are replicated:
-    the result is the total over devices, or (``per_device=True``) one device's share.
+    the result is the total over devices, or (``per_device=True``) one device's share.  With
+    ``replicates`` = R the ``particles`` form R systems, each with its own L×K×K arrays.
 
     Example:
         >>> a = estimate_particle_memory(particles=2**16, depth=64, samples=256, input_dim=10)
@@ -573,7 +602,7 @@ def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, 
     P, L, H = particles, depth, samples
     s_item = itemsize if storage_itemsize is None else storage_itemsize
     hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)) * H * P * s_item
-    kernels = 4 * L * H * H * itemsize
+    kernels = 4 * L * H * H * itemsize * max(int(replicates), 1)
     temps = (P * input_dim + 8 * (H + n_test + 8) * P + L * (H + n_test) * P // max(H, 1)) * itemsize
     if s_item != itemsize:
         temps += 2 * H * P * itemsize  # one layer's history widened to the compute precision
@@ -684,9 +713,10 @@ class ParticleProblem(_driver.Problem):
         return ParticleState(int(meta["step"]), carry, self.fingerprint)
 
     def divergence(self, state: ParticleState):
-        """The first step (of those done) whose output f̂ is not finite, or ``None``."""
-        f = to_host(state.carry[1]["f"]).reshape(-1)
-        return find(f, per_step=self.static.B, upto=state.step * self.static.B)
+        """The first step (of those done) whose output f̂ is not finite in any replicate, or ``None``
+        (``index`` names the replicate)."""
+        f = to_host(state.carry[1]["f"]).reshape(self.static.R, -1)
+        return find(f, batched=True, per_step=self.static.B, upto=state.step * self.static.B)
 
     def loss_fn(self, objective: str = "online", *, K: int | None = None, Y_test=None):
         """The whole run as a pure function ``fn(lr, T) -> scalar`` of η_c and the horizon T.
@@ -708,20 +738,23 @@ class ParticleProblem(_driver.Problem):
             raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
         st, o = self.static, self.options
         state_d, buf = state.carry
-        outs = {k: to_host(v) for k, v in buf.items()}
-        B, L = st.B, st.L
+        outs = {k: to_host(v) for k, v in buf.items()}  # (R, steps, ...) each
+        B, L, R = st.B, st.L, st.R
         K = st.steps * B
-        f = outs["f"].reshape(K)
+        rep_f = outs["f"].reshape(R, K)
+        rep_loss = outs["loss"].reshape(R, K)
+        rep_test = outs.get("ftest")  # (R, steps, N) or None
         if divergence is None:
-            divergence = find(f, per_step=B)
+            divergence = find(rep_f, batched=True, per_step=B)
 
-        fratio = outs["fratio"]  # (steps, L)
-        bratio = outs["bratio"]
-        dropped = (int(outs["fdrop"].sum()), int(outs["bdrop"].sum()))
+        fratio = outs["fratio"].min(axis=0)  # (steps, L), the smallest over replicates
+        bratio = outs["bratio"].min(axis=0)
+        fdrop, bdrop = outs["fdrop"].sum(axis=0), outs["bdrop"].sum(axis=0)  # (steps,)
+        dropped = (int(fdrop.sum()), int(bdrop.sum()))
         first = None
         if dropped != (0, 0):
-            sf = np.nonzero(outs["fdrop"])[0]
-            sb = np.nonzero(outs["bdrop"])[0]
+            sf = np.nonzero(fdrop)[0]
+            sb = np.nonzero(bdrop)[0]
             first = int(min([*sf[:1], *sb[:1]]))
             which = "Σ" if (len(sf) and sf[0] == first) else "Θ"
             layer = int(np.argmin(fratio[first] if which == "Σ" else bratio[first])) + 1
@@ -731,6 +764,8 @@ class ParticleProblem(_driver.Problem):
                 "combinations of earlier ones (identical or nearly collinear samples, a small learning rate, "
                 "or more samples than particles)"
             )
+            if R > 1:
+                msg += f" (counted over the {R} replicates)"
             if "output" in self.network.frozen or "hidden" in self.network.frozen:
                 msg += "; with frozen output/hidden weights the backward kernel Θ is singular by construction"
             if o["on_singular"] == "raise":
@@ -738,20 +773,29 @@ class ParticleProblem(_driver.Problem):
             if o["on_singular"] == "warn":
                 warnings.warn(msg, stacklevel=4)
 
-        Sig = _sym(to_host(state_d["Sig"]))
-        The = _sym(to_host(state_d["The"]))
+        rep_Sig = _sym(to_host(state_d["Sig"]))  # (R, L, K, K)
+        rep_The = _sym(to_host(state_d["The"]))
+        Sig, Sig_se = _mean_se(rep_Sig)
+        The, The_se = _mean_se(rep_The)
         s_eig = t_eig = np.full(L, np.nan)
         if o["eigenvalues"]:
             s_eig, t_eig = _min_eigs(Sig), _min_eigs(The)  # NaN for layers a divergence left non-finite
         feats = grads = None
         if st.record_paths:
             prog = _program(st)
-            feats = np.swapaxes(to_host(prog.unpack(state_d["Hp"])), 0, 1)
-            grads = np.swapaxes(to_host(prog.unpack(state_d["G"])), 0, 1)
+
+            def paths(a):  # (R, L+1, K, P/R) -> (K, L+1, R·P/R): the replicates' particles side by side
+                a = np.asarray(to_host(prog.unpack(a)))
+                return np.transpose(a, (2, 1, 0, 3)).reshape(K, L + 1, R * st.P)
+
+            feats, grads = paths(state_d["Hp"]), paths(state_d["G"])
+        f, f_se = _mean_se(rep_f)
+        lo, lo_se = _mean_se(rep_loss)
+        ft, ft_se = _mean_se(rep_test) if rep_test is not None else (None, None)
         return ParticleSolution(
             outputs=f,
-            losses=outs["loss"].reshape(K),
-            test_outputs=outs.get("ftest"),
+            losses=lo,
+            test_outputs=ft,
             sigma=Sig,
             theta=The,
             sigma_min_eig=s_eig,
@@ -764,7 +808,25 @@ class ParticleProblem(_driver.Problem):
             network=self.network,
             config=dict(o["config"]),
             status=Status.of(divergence, dropped_pivots=dropped, singular_step=first),
+            outputs_stderr=f_se,
+            losses_stderr=lo_se,
+            test_outputs_stderr=ft_se,
+            sigma_stderr=Sig_se,
+            theta_stderr=The_se,
+            replicate_outputs=rep_f,
+            replicate_losses=rep_loss,
+            replicate_test_outputs=rep_test,
         )
+
+
+def _mean_se(a):
+    """Mean over the leading (replicate) axis and its standard error, std (ddof=1) / √R; NaN for R = 1."""
+    a = np.asarray(a)
+    R = a.shape[0]
+    mean = a.mean(axis=0)
+    if R < 2:
+        return mean, np.full_like(mean, np.nan, dtype=np.result_type(mean, np.float32))
+    return mean, a.std(axis=0, ddof=1) / math.sqrt(R)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -787,18 +849,35 @@ class _LossFn:
     def __eq__(self, other):
         return isinstance(other, _LossFn) and self._key() == other._key()
 
-    def __call__(self, lr, T):
+    @property
+    def replicates(self) -> int:
+        """R, the number of independent replicate systems whose losses are averaged."""
+        return self.problem.static.R
+
+    def replicate_values(self, lr, T):
+        """(R,) the loss of each replicate system at ``lr``, ``T`` (scalars, or (R,) arrays: one
+        rate per replicate, so that one reverse pass gives every replicate's derivative)."""
         st = self.problem.static
-        key, Xs, Ys, Xt, _, _, tol = self.problem.args
+        keys, Xs, Ys, Xt, _, _, tol = self.problem.args
         dtype = st.dtype
         trained = jnp.asarray([0.0 if g in self.problem.network.frozen else 1.0 for g in ("input", "hidden", "output")],
                               dtype)
-        lr = jnp.asarray(lr, dtype)
-        T = jnp.asarray(T, dtype)
-        out = _compiled(st)(key, Xs, Ys, Xt, trained * lr, jnp.sqrt(T / st.L), tol)["outs"]
+        lr = jnp.broadcast_to(jnp.asarray(lr, dtype), (st.R,))
+        T = jnp.broadcast_to(jnp.asarray(T, dtype), (st.R,))
+        out = _program(st).run_rates(keys, Xs, Ys, Xt, lr[:, None] * trained, jnp.sqrt(T / st.L), tol)["outs"]
         if self.objective == "online":
-            return jnp.mean(out["loss"].reshape(-1)[: self.K])
-        return jnp.mean(loss_value(st.loss, out["ftest"][-1], jnp.asarray(self.Y_test, dtype)))
+            return jnp.mean(out["loss"].reshape(st.R, -1)[:, : self.K], axis=1)
+        return jnp.mean(loss_value(st.loss, out["ftest"][:, -1], jnp.asarray(self.Y_test, dtype)), axis=-1)
+
+    def __call__(self, lr, T):
+        return jnp.mean(self.replicate_values(lr, T))
+
+    def stderr(self, lr, T):
+        """The standard error of ``fn(lr, T)``: std over the replicates (ddof=1) / √R (NaN for R = 1)."""
+        v = self.replicate_values(lr, T)
+        if v.shape[0] < 2:
+            return jnp.asarray(jnp.nan, v.dtype)
+        return jnp.std(v, ddof=1) / math.sqrt(v.shape[0])
 
 
 def _min_eigs(M):
@@ -812,6 +891,36 @@ def _min_eigs(M):
 
 
 _STORAGE = ("float64", "float32", "bfloat16", "float16")
+
+# The default number of replicate systems (an error bar at the same total particle count).
+DEFAULT_REPLICATES = 4
+
+
+def default_replicates(particles: int, devices: int = 1, samples: int = 0) -> int:
+    """The ``replicates`` used when none is given: 4, else 2, else 1 — the largest that divides
+    ``particles`` into systems of at least 2 particles, a multiple of ``devices`` each, and (when
+    possible) more particles than ``samples``.
+
+    Example:
+        >>> default_replicates(4096), default_replicates(4098), default_replicates(4097)
+        (4, 2, 1)
+    """
+    for R in (DEFAULT_REPLICATES, 2):
+        p = particles // R
+        if particles % R == 0 and p >= 2 and p % max(devices, 1) == 0 and p > samples:
+            return R
+    return 1
+
+
+def check_replicates(replicates, particles: int, devices: int = 1, samples: int = 0) -> int:
+    """``replicates`` validated against ``particles`` (``None``: :func:`default_replicates`)."""
+    if replicates is None:
+        return default_replicates(particles, devices, samples)
+    R = check_int("replicates", replicates, min=1)
+    if particles % R or particles // R < 2:
+        raise ValueError(f"replicates must divide particles={particles} into systems of at least 2 particles, "
+                         f"got replicates={replicates!r}")
+    return R
 
 
 def particle_problem(
@@ -834,6 +943,7 @@ def particle_problem(
     devices=None,
     storage_dtype=None,
     noise: str = "store",
+    replicates: int | None = None,
 ) -> ParticleProblem:
     """Validate a particle solve of ``net`` (``net.width`` must be ``None``) and estimate its memory.
 
@@ -892,9 +1002,10 @@ def particle_problem(
         raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
     devs = resolve_devices(devices)
     D = 1 if devs is None else len(devs)
+    R = check_replicates(replicates, P, D, K)
     if devs is not None:
-        check_divisible(P, devs, "particles")
-    est_kw = dict(particles=P, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
+        check_divisible(P // R, devs, "particles per replicate (particles / replicates)")
+    est_kw = dict(particles=P, replicates=R, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
                   record_paths=record_paths, itemsize=dtype.itemsize, storage_itemsize=sdt.itemsize, noise=noise,
                   devices=D)
     est = estimate_particle_memory(**est_kw)
@@ -903,15 +1014,16 @@ def particle_problem(
             "L·K·P + L·K²; storage_dtype='bfloat16' and noise='regenerate' reduce the L·K·P part, and more "
             "devices split it")
     check_device_memory(est, est_dev, devices=devs, what="solve_particles", hint=hint, limit_bytes=max_memory)
-    if K > P:
+    if K > P // R:
         warnings.warn(
-            f"solve_particles: {K} samples but only {P} particles; the particle kernels Σ, Θ have rank ≤ P, "
-            "so later Gaussian directions are degenerate. Use particles > number of samples.",
+            f"solve_particles: {K} samples but only {P // R} particles per replicate (particles={P}, "
+            f"replicates={R}); the particle kernels Σ, Θ have rank ≤ P/R, so later Gaussian directions are "
+            "degenerate. Use particles / replicates > number of samples.",
             stacklevel=3,
         )
 
     st = _Static(
-        P=P, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
+        P=P // R, R=R, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
         loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
         storage=None if sdt == dtype else sdt, noise=noise, mesh=None if devs is None else make_mesh(devs, "particles"),
     )
@@ -920,7 +1032,10 @@ def particle_problem(
     Ys = Y.reshape(steps, B)
     Xt = X_test if N else np.zeros((0, net.input_dim))
     sqrt_tau = math.sqrt(net.tau)
-    args = (seed_key(seed), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
+    key = seed_key(seed)
+    # one key per replicate; a single system keeps the seed's own key (the numbers of earlier versions)
+    keys = key[None] if R == 1 else jax.random.split(key, R)
+    args = (keys, jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
             jnp.asarray(rates, dtype), jnp.asarray(sqrt_tau, dtype), jnp.asarray(singular_tol, dtype))
     ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
     fingerprint = _checkpoint.fingerprint((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol)),
@@ -928,7 +1043,7 @@ def particle_problem(
     config = dict(
         particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
         singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
-        storage_dtype=sdt.name, noise=noise, devices=D,
+        storage_dtype=sdt.name, noise=noise, devices=D, replicates=R,
     )
     options = dict(on_singular=on_singular, eigenvalues=bool(eigenvalues),
                    config=config, memory_estimate_bytes=est, memory_per_device_bytes=est_dev)
@@ -1023,6 +1138,16 @@ def solve_particles(
         noise: ``"store"`` (default) keeps the normals ξ, ξ̃ (2·L·K·P numbers); ``"regenerate"``
             recomputes them from their counter-based keys when needed (same numbers; about half the
             memory, more time).
+        replicates: R, the number of independent particle systems the ``particles`` are split into
+            (P/R particles each, every one with its own key from ``jax.random.split`` of the seed's
+            key, run together: vmapped on one device; with ``devices`` each system's particles are
+            sharded, so P/R must be a multiple of the device count).  Every result is the mean over the
+            systems and ``outputs_stderr`` (and the other ``*_stderr``) their standard deviation / √R.
+            Default ``None``: 4, else 2, else 1 (:func:`default_replicates`), so results carry an error
+            bar at the same total particle count.  The bias differs: each system of P/R particles has
+            the O(R/P) bias of its size (R times that of one system of P; measured in
+            docs/nfd_solver.md), while the Monte-Carlo error is the same.  ``replicates=1`` is one
+            system of P particles (no error bar; the numbers of earlier versions).
         checkpoint: path of a checkpoint file: if it exists the solve resumes from it (it must belong
             to the same problem), and the state is written there every ``checkpoint_every`` steps and
             at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
