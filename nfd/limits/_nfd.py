@@ -123,6 +123,7 @@ class ParticleSolution:
             :func:`nfd.paired_difference`).
         replicate_losses: (R, K) each replicate's losses.
         replicate_test_outputs: (R, steps, N) each replicate's test outputs, or ``None``.
+        replicate_sigma, replicate_theta: (R, L, K, K) each replicate's kernels.
 
     With ``replicates=R`` the P particles form R independent systems of P/R particles (each with its
     own key, ``jax.random.split`` of the seed's key), run together; every reported number is the mean
@@ -152,6 +153,8 @@ class ParticleSolution:
     replicate_outputs: np.ndarray | None = None
     replicate_losses: np.ndarray | None = None
     replicate_test_outputs: np.ndarray | None = None
+    replicate_sigma: np.ndarray | None = None
+    replicate_theta: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -816,6 +819,8 @@ class ParticleProblem(_driver.Problem):
             replicate_outputs=rep_f,
             replicate_losses=rep_loss,
             replicate_test_outputs=rep_test,
+            replicate_sigma=rep_Sig,
+            replicate_theta=rep_The,
         )
 
 
@@ -1078,7 +1083,7 @@ def solve_particles(
     X,
     Y,
     *,
-    depth: int,
+    depth: int | None,
     particles: int,
     activation: Any = "relu",
     lr: float = 0.1,
@@ -1087,6 +1092,7 @@ def solve_particles(
     frozen: tuple[str, ...] = (),
     seed: int = 0,
     loss: str = "mse",
+    richardson_depths: tuple[int, ...] | None = None,
     **kwargs,
 ) -> ParticleSolution:
     """The infinite-width limit of a depth-``depth`` depth-μP ResNet trained by SGD on (X, Y).
@@ -1097,7 +1103,11 @@ def solve_particles(
     Args:
         X: (K, d) training inputs, consumed in order, ``batch_size`` per step.
         Y: (K,) targets (labels in {0, 1} for ``loss="logistic"``).
-        depth: L, the number of Euler–Maruyama steps = depth of the finite network described.
+        depth: L, the number of Euler–Maruyama steps = depth of the finite network described; or
+            ``None`` for L = ∞: Richardson extrapolation over ``richardson_depths`` sharing one Brownian
+            path (:mod:`nfd.limits._richardson`; returns a :class:`~nfd.limits.ParticleLimit`).
+        richardson_depths: with ``depth=None``, 2 or 3 depths each twice the previous (default (8, 16));
+            2 levels give f_∞ ≈ 2 f_{2L} − f_L (error O(1/L²)), 3 levels (8 f_{4L} − 6 f_{2L} + f_L)/3.
         particles: P, the number of particles (Monte-Carlo error O(1/√P)); use P > K.
         activation: name or :class:`~nfd.Activation`.
         lr: η_c (a finite network trains at rate η_c·n).
@@ -1166,6 +1176,14 @@ def solve_particles(
         >>> sol.outputs.shape, sol.sigma.shape
         ((4,), (8, 4, 4))
     """
+    if depth is None:
+        from ._richardson import solve_particles_limit
+
+        return solve_particles_limit(X, Y, richardson_depths=richardson_depths, particles=particles,
+                                     activation=activation, lr=lr, T=T, backward=backward, frozen=frozen, seed=seed,
+                                     loss=loss, **kwargs)
+    if richardson_depths is not None:
+        raise ValueError(f"richardson_depths: only used with depth=None (the L = ∞ extrapolation), got depth={depth!r}")
     X_arr = check_inputs_2d(X)
     net = ResNet(
         depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block="pre",
