@@ -168,6 +168,7 @@ def limit_loss_fn(
     devices=None,
     storage_dtype=None,
     noise: str = "store",
+    replicates: int | None = None,
     _mode_for_memory: str = "forward",
 ) -> Callable[[Any, Any], jax.Array]:
     """The limit loss ℒ(η_c, T) of the NFD particle recursion as a pure JAX function.
@@ -182,7 +183,7 @@ def limit_loss_fn(
         Y: (K,) targets.
         depth: L, as in :func:`nfd.limits.solve_particles` (so are ``particles``, ``activation``,
             ``backward`` (default ``"exact"``), ``frozen``, ``seed``, ``loss``, ``batch_size``, ``dtype``,
-            ``singular_tol``, ``devices``, ``storage_dtype`` and ``noise``: the function is
+            ``singular_tol``, ``devices``, ``storage_dtype``, ``noise`` and ``replicates``: the function is
             :meth:`nfd.ParticleProblem.loss_fn` of the same particle problem).
         objective: ``"online"`` (mean of ℓ(f̂^(k), y^(k)) over the K samples, each before its
             update) or ``"test"`` (mean loss on X_test, Y_test after all K steps).
@@ -191,7 +192,10 @@ def limit_loss_fn(
         max_memory: byte limit for the memory check.
 
     Returns:
-        ``fn(lr, T) -> scalar``: the loss as a function of η_c (≥ 0) and T (> 0).
+        ``fn(lr, T) -> scalar``: the loss as a function of η_c (≥ 0) and T (> 0): the mean over the
+        ``replicates`` independent particle systems of each one's loss.  ``fn.replicate_values(lr, T)``
+        gives the (R,) per-system losses and ``fn.stderr(lr, T)`` their standard error
+        (std (ddof=1) / √R); :func:`limit_loss_and_grad` reports the errors of the derivatives too.
 
     Example:
         >>> import jax, numpy as np, nfd
@@ -223,7 +227,7 @@ def limit_loss_fn(
     prob = particle_problem(net, X, Y, particles=particles, backward=backward, seed=seed, batch_size=B,
                             X_test=X_test if N else None, dtype=dtype, singular_tol=singular_tol,
                             max_memory=max_memory, eigenvalues=False, devices=devices, storage_dtype=storage_dtype,
-                            noise=noise)
+                            noise=noise, replicates=replicates)
     return prob.loss_fn(objective, K=K, Y_test=Y_test if N else None)
 
 
