@@ -163,7 +163,7 @@ def solve_particles_limit(X, Y, *, richardson_depths=None, activation: Any = "re
         backward = DEFAULT_BACKWARD
     X_arr = check_inputs_2d(X)
     probs = []
-    for L in depths:
+    for L in reversed(depths):  # the finest (largest) first: a refused memory check comes before any work
         net = ResNet(depth=L, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block="pre",
                      parameterization="depth_mup", lr=lr, frozen=frozen, loss=loss)
         try:
@@ -172,6 +172,7 @@ def solve_particles_limit(X, Y, *, richardson_depths=None, activation: Any = "re
             raise MemoryEstimateError(
                 f"depth=None: the Richardson extrapolation solves depths richardson_depths={depths}, and depth {L} "
                 f"is refused: {e}", estimate_bytes=e.estimate_bytes, limit_bytes=e.limit_bytes) from None
+    probs = probs[::-1]
     sols = [_driver.run(p, progress=progress, on_divergence=on_divergence) for p in probs]
 
     w = richardson_weights(len(depths))
