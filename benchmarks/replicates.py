@@ -13,6 +13,13 @@ recorded per round.
     python benchmarks/replicates.py           # P = 16384, L = 16, K = 8 (2 CPU cores: ~2 min)
     python benchmarks/replicates.py --tiny    # seconds
 
+Bias (``bias()``, in the same JSON): a mean over R systems of P/R particles has the O(R/P)
+particle bias of one system of P/R, not the O(1/P) of one system of P.  Measured on a case with
+a closed form at the same depth (linear network, one SGD step, exact mode, output on x1,
+depth 4; ``nfd.kernels._linear_one_step``): many systems of p particles (one solve with
+``replicates`` = 2^18/p), bias(p) = mean − closed form with its standard error, for p = 16 … 1024,
+and b in bias ≈ b/p by weighted least squares.
+
 Writes benchmarks/results/replicates.json and replicates.png.
 """
 
@@ -78,6 +85,35 @@ def bench(P, L, K, R, rounds, repeats):
     return dict(P=P, L=L, K=K, replicates=list(R), rounds=rounds, first_call_s=first, compile_s=compile_s, repeats=reps)
 
 
+def bias(total=2**18, sizes=(16, 64, 256, 1024)):
+    import jax.numpy as jnp
+
+    from nfd.kernels._linear_one_step import linear_one_step
+    from nfd.limits._nfd import solve_particles
+
+    rng = np.random.default_rng(0)
+    X = np.stack([rng.normal(size=3), rng.normal(size=3)])
+    Y = np.array([1.0, 0.0])
+    L = 4
+    ref = float(linear_one_step(X[0], 1.0, X, lr=0.5, depth=L, backward="coupled").f1[1])
+    rows = []
+    for p in sizes:
+        R = total // p
+        sol = solve_particles(X, Y, depth=L, particles=total, replicates=R, activation="identity", lr=0.5,
+                              backward="exact", seed=1, dtype=jnp.float32, eigenvalues=False)
+        r = sol.replicate_outputs[:, 1].astype(np.float64)
+        rows.append(dict(particles_per_system=p, systems=R, bias=float(r.mean() - ref),
+                         bias_se=float(r.std(ddof=1) / np.sqrt(R))))
+        print(f"systems of {p}: bias {rows[-1]['bias']:.2e} ± {rows[-1]['bias_se']:.1e}", flush=True)
+    x = np.array([1.0 / r_["particles_per_system"] for r_ in rows])
+    y = np.array([r_["bias"] for r_ in rows])
+    w = 1.0 / np.array([r_["bias_se"] for r_ in rows]) ** 2
+    b = float(np.sum(w * x * y) / np.sum(w * x * x))  # bias = b/p through the origin
+    b_se = float(1.0 / np.sqrt(np.sum(w * x * x)))
+    return dict(case="linear one-step, exact, depth 4, lr 0.5, output on x1 (float32)", reference=ref, rows=rows,
+                b=b, b_se=b_se, note="bias(p) ≈ b/p: R systems of P/R particles have bias R·b/P")
+
+
 def plot(doc, path):
     import matplotlib
 
@@ -117,7 +153,8 @@ def main(argv=None):
     size = "tiny" if a.tiny else "default"
     t0 = time.time()
     res = bench(**SIZES[size])
-    doc = dict(benchmark="replicates", size=size, results=res, wall_s=time.time() - t0,
+    bias_res = bias(total=2**14 if a.tiny else 2**18)
+    doc = dict(benchmark="replicates", size=size, results=res, bias=bias_res, wall_s=time.time() - t0,
                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version()),
                target="R systems of P/R particles cost ≤ 1.2× one system of P (issue #14)")

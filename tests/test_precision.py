@@ -139,34 +139,78 @@ def _reference(name):
     return np.array([np.nan, r.f1[1]])
 
 
+def _finite_depth(name, L):
+    """The same output at depth L and infinite width from an independent recursion (deterministic)."""
+    c = CASES[name]
+    if name == "exact-gamma_c":
+        from nfd.limits._gamma_c import solve_gamma_c
+
+        return solve_gamma_c(X3, Y3, depth=L, lr=1.0).outputs
+    bw = "coupled" if c["backward"] == "exact" else "decoupled"
+    return np.array([np.nan, linear_one_step(c["X"][0], float(c["Y"][0]), c["X"], lr=c["lr"], depth=L,
+                                             backward=bw).f1[1]])
+
+
+def _D(f, Ls):
+    """D(L) = A(L) − A(2L) of the two-level extrapolants A(L) = 2 f_2L − f_L."""
+    A = {L: 2 * f[2 * L] - f[L] for L in (*Ls, 2 * Ls[-1])}
+    return np.array([A[L] - A[2 * L] for L in Ls])
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("name", list(CASES))
-def test_richardson_order_and_infinite_depth_value(name):
-    # Depths 2..32 share one Brownian path (noise_depth=32) and the particles (same seed and
-    # replicates), so the differences D(L) = A(L) − A(2L) of the extrapolants A(L) = 2 f_2L − f_L
-    # are resolved far below the particle noise: the order p of A's error is the slope of
-    # log|D(L)| (expected 2), fitted by weighted least squares with the delta-method standard
-    # errors SE(D)/|D| from the replicates.  Then the L = ∞ value of nfd.solve(depth=None) is
-    # compared with the independent reference within 3 of its standard errors (issue #14).
+def test_richardson_differences_follow_the_order_two_expansion(name):
+    # The extrapolant A(L) = 2 f_2L − f_L has error a/L² + O(1/L³); its order is measured on
+    # D(L) = A(L) − A(2L) (∝ L^-p), which cancels the unknown limit.  Depths 2..32 share one
+    # Brownian path (noise_depth=32) and the particles (same seed and replicates), so D is paired.
+    # 1. The particle D(L), L = 2, 4, 8, equals the D(L) of an independent deterministic recursion at
+    #    the same depths (Γ/C at depth L, or the one-step closed form at depth L) within 4 of its
+    #    standard errors (replicates): the particle extrapolation inherits that expansion exactly.
+    # 2. The particle order fitted over L = 2..8 (weighted least squares, delta-method errors
+    #    SE(D)/|D|) agrees within 3 of its standard errors with the deterministic order over the same
+    #    depths (pre-asymptotic: 1.5–1.7 there), and the deterministic order over L = 32..256 — the
+    #    asymptotic order of the same expansion — is ≥ 1.8 (issue #14).
+    # FINDING: the particle order itself is not resolved at L ≥ 16 on this machine: D(16) ≈ 2e-4 (gia)
+    # to 4e-3 (exact) while SE(D) falls only as ≈ 1/L (GIA) or slower (exact; 2e-3 at L = 8 with
+    # 131072 particles); resolving it needs ~10× more particles (a GPU).
     c = CASES[name]
-    ref = _reference(name)
     kw = dict(particles=16 * 8192, replicates=16, seed=3, X=c["X"], Y=c["Y"], frozen=c["frozen"], lr=c["lr"])
     lev = _levels(c["backward"], (2, 4, 8, 16, 32), noise_depth=32, **kw)
-    A = {L: 2 * lev[2 * L] - lev[L] for L in (2, 4, 8, 16)}
+    Ls = np.array([2, 4, 8])
+    det = {L: _finite_depth(name, L) for L in (2, 4, 8, 16, 32, 64, 128, 256, 512)}
     for k in c["k"]:
-        Ls = np.array([2, 4, 8])
-        D = np.array([A[L][:, k] - A[2 * L][:, k] for L in Ls])  # (3, R)
+        D = _D({L: lev[L][:, k] for L in lev}, list(Ls))  # (3, R)
         Dm, Dse = D.mean(1), D.std(1, ddof=1) / math.sqrt(D.shape[1])
-        assert np.all(np.abs(Dm) > 4 * Dse), (Dm, Dse)  # resolved: the fit is meaningful
+        Dd = _D({L: det[L][k] for L in det}, list(Ls))
+        print(f"{name} k={k}: particle D(L) = {Dm} ± {Dse}; deterministic {Dd}")
+        assert np.all(np.abs(Dm - Dd) <= 4 * Dse), (Dm, Dse, Dd)
+        assert np.all(np.abs(Dm) > 4 * Dse), (Dm, Dse)  # resolved: the fit below is meaningful
         slope, se = _wls_slope(np.log(Ls), np.log(np.abs(Dm)), Dse / np.abs(Dm))
-        print(f"{name} k={k}: Richardson order {-slope:.3f} ± {se:.3f}; D(L) = {Dm} ± {Dse}")
-        assert -slope >= 1.8, (slope, se)
-        assert se < 0.1  # precise enough to tell order 2 from order 1
-    lim = nfd.solve(c["X"], c["Y"], depth=None, richardson_depths=(16, 32), particles=16 * 4096, replicates=16,
+        slope_det = np.polyfit(np.log(Ls), np.log(np.abs(Dd)), 1)[0]
+        Lb = np.array([32, 64, 128])
+        slope_asym = np.polyfit(np.log(Lb), np.log(np.abs(_D({L: det[L][k] for L in det}, list(Lb)))), 1)[0]
+        print(f"{name} k={k}: particle order {-slope:.3f} ± {se:.3f} (L = 2..8), deterministic {-slope_det:.3f} "
+              f"(L = 2..8), {-slope_asym:.3f} (L = 32..256)")
+        assert abs(slope - slope_det) <= 3 * se, (slope, se, slope_det)
+        assert -slope_asym >= 1.8, slope_asym
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", list(CASES))
+def test_infinite_depth_value_within_three_standard_errors(name):
+    # nfd.solve(depth=None) against the independent L = ∞ answer (Γ/C at L = ∞; the one-step closed
+    # form at L = ∞): within 3 of its standard errors (issue #14).  The error bar is the replicates'
+    # spread of the extrapolated values; the remaining depth bias of A(16) (≤ 1e-3 here by the
+    # deterministic recursions above, except Γ/C's 8e-3 at k = 2) is counted in the 3-level check.
+    c = CASES[name]
+    ref = _reference(name)
+    depths = (8, 16, 32) if name == "exact-gamma_c" else (16, 32)
+    lim = nfd.solve(c["X"], c["Y"], depth=None, richardson_depths=depths, particles=16 * 8192, replicates=16,
                     activation="identity", lr=c["lr"], backward=c["backward"], frozen=c["frozen"], seed=11,
                     dtype=jnp.float64, eigenvalues=False, on_singular="regularize")
-    assert lim.config["depths"] == (16, 32) and lim.config["noise_depth"] == 32
+    assert lim.config["depths"] == depths and lim.config["noise_depth"] == depths[-1]
     for k in c["k"]:
         z = (lim.outputs[k] - ref[k]) / lim.outputs_stderr[k]
         print(f"{name} k={k}: L=∞ {lim.outputs[k]:.5f} ± {lim.outputs_stderr[k]:.5f} (bias est. "
