@@ -141,7 +141,8 @@ def plot(doc, path):
     ax.set_xticks(np.arange(len(names)), [f"{k}\n(P/R = {res['P'] // int(k[2:])})" for k in names])
     ax.set_ylabel("solve time, best of rounds (ms)")
     ax.set_title(f"R systems of P/R vs one of P (P = {res['P']}, L = {res['L']}, K = {res['K']}, exact)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.5 * max(max(r["best_s"].values()) for r in res["repeats"]) * 1e3)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     savefig(fig, path)
 
 
