@@ -129,6 +129,7 @@ def _mean_se(a):
 
 def _bias(levels):
     """Remaining-bias estimate from per-replicate level values (list of (R, ...))."""
+    levels = [np.asarray(a, np.float64) for a in levels]
     if len(levels) == 2:
         return np.abs((levels[1] - levels[0]).mean(axis=0))
     a2 = (2 * levels[2] - levels[1]).mean(axis=0)
