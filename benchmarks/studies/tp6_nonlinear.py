@@ -280,6 +280,9 @@ def run(size: str, out_dir: str) -> dict:
                   f"kurt {kum:.4f} ± {kus:.4f}, skew {skm:.4f} ± {sks:.4f}", flush=True)
         res[act] = dict(kernel_limit=C_inf, outputs_limit=f_inf, grid_richardson_error=grid_err, rows=rows,
                         particles=particles_vs_gamma_c(size, X, Y, act, f_inf, C_inf, cfg["lr"], cfg["frozen"]))
+        pr = res[act]["particles"]["rows"]
+        fits[f"{act}_particle_output_gap_vs_L"] = C.fit_loglog(
+            [r["depth"] for r in pr], [abs(r["output_gap_to_limit"]) for r in pr], [r["output_last_se"] for r in pr])
         claims.append(claim_c(act, res[act]["particles"]))
         Ls = [r["depth"] for r in rows]
         fits[f"{act}_kernel_gap_vs_L"] = C.fit_loglog(Ls, [r["gap_to_limit"] for r in rows], [r["gap_to_limit_se"] for r in rows])
