@@ -27,6 +27,15 @@ The rates η_in, η_hid, η_out equal η_c for trained groups and 0 for frozen o
       ż^(k)_ℓ  = Σ_{i<k} g^(i)_ℓ E[∂φ(h^(k)_{ℓ-1})/∂ζ̃^(i)_ℓ],   E[∂F/∂ζ̃] = chol(Θ_ℓ)^{-T} E[F ξ̃]
       ż̃^(k)_ℓ = Σ_{i≤k} φ(h^(i)_{ℓ-1}) E[∂g^(k)_ℓ/∂ζ^(i)_ℓ],   E[∂F/∂ζ] = chol(Σ_{ℓ-1})^{-T} E[F ξ]
 
+``block="post_ms"`` (Tensor Programs VI §6.3, h_ℓ = h_{ℓ-1} + √τ MS(φ(W_ℓ h_{ℓ-1}/√n)), exact mode
+only; derivation in docs/tp6_nonlinear.md): W_ℓ multiplies h_{ℓ-1} and W_ℓᵀ multiplies
+δ_ℓ = φ'(y_ℓ) MS(g_ℓ), and the mean subtraction becomes minus the particle mean::
+
+    y^(k)_ℓ = ζ^(k)_ℓ + ż^(k)_ℓ − √τ η_hid Σ_{i<k} ℓ'_i Σ_{ℓ-1}[i,k] δ^(i)_ℓ,   h^(k)_ℓ = h^(k)_{ℓ-1} + √τ (φ(y) − E φ(y))
+    g^(k)_{ℓ-1} = g^(k)_ℓ + √τ (ζ̃^(k)_ℓ + ż̃^(k)_ℓ) − τ η_hid Σ_{i<k} ℓ'_i Θ_ℓ[i,k] h^(i)_{ℓ-1}
+
+with Σ = E[h h], Θ = E[δ δ] and ż, ż̃ as above with (h, δ) in place of (φ(h), g).
+
 Near-singular Σ or Θ (identical samples, more samples than particles, ReLU paths that are
 exactly zero) are handled by a positive-semidefinite Cholesky: a pivot whose Schur complement
 is below ``singular_tol`` × its variance is dropped (that ζ becomes an exact combination of the
@@ -101,8 +110,10 @@ class ParticleSolution:
         outputs: (K,) f̂^(k) = E[g^(k)_L h^(k)_L], the output on sample k before update k.
         losses: (K,) ℓ(f̂^(k), y^(k)).
         test_outputs: (steps, N) outputs on ``X_test`` before each step, or ``None``.
-        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels).
-        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels).
+        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels;
+            ``E[h^(i)_{ℓ-1} h^(k)_{ℓ-1}]`` for ``block="post_ms"``, whose W_ℓ multiplies h).
+        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels; E[δ^(i)_ℓ δ^(k)_ℓ]
+            with δ_ℓ = φ'(y_ℓ)(g_ℓ − E g_ℓ) for ``block="post_ms"``).
         sigma_min_eig: (L,) smallest eigenvalue of Σ_{ℓ-1} over all K samples (Assumption 1).
         theta_min_eig: (L,) smallest eigenvalue of Θ_ℓ.
         sigma_min_pivot: (L,) smallest Cholesky pivot ratio (Schur complement / variance) seen
