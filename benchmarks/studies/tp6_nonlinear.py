@@ -132,7 +132,7 @@ def particles_vs_gamma_c(size, X, Y, act, f_inf, C_inf, lr, frozen):
 
 def claim_c(act, pc) -> dict:
     """The claim of part (c): Definition E.1's L = ∞ limit is the L → ∞ limit of the exact particle limit."""
-    last, rich = pc["rows"][-1], pc["richardson"][-1]
+    rich = pc["richardson"][-1]
     z = abs(rich["minus_limit"]) / max(rich["richardson_se"], 1e-300)
     return C.claim(
         f"{act}+MS: Definition E.1 at L = ∞ is the L → ∞ limit of the exact infinite-width (particle) limit",
