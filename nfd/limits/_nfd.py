@@ -27,6 +27,15 @@ The rates η_in, η_hid, η_out equal η_c for trained groups and 0 for frozen o
       ż^(k)_ℓ  = Σ_{i<k} g^(i)_ℓ E[∂φ(h^(k)_{ℓ-1})/∂ζ̃^(i)_ℓ],   E[∂F/∂ζ̃] = chol(Θ_ℓ)^{-T} E[F ξ̃]
       ż̃^(k)_ℓ = Σ_{i≤k} φ(h^(i)_{ℓ-1}) E[∂g^(k)_ℓ/∂ζ^(i)_ℓ],   E[∂F/∂ζ] = chol(Σ_{ℓ-1})^{-T} E[F ξ]
 
+``block="post_ms"`` (Tensor Programs VI §6.3, h_ℓ = h_{ℓ-1} + √τ MS(φ(W_ℓ h_{ℓ-1}/√n)), exact mode
+only; derivation in docs/tp6_nonlinear.md): W_ℓ multiplies h_{ℓ-1} and W_ℓᵀ multiplies
+δ_ℓ = φ'(y_ℓ) MS(g_ℓ), and the mean subtraction becomes minus the particle mean::
+
+    y^(k)_ℓ = ζ^(k)_ℓ + ż^(k)_ℓ − √τ η_hid Σ_{i<k} ℓ'_i Σ_{ℓ-1}[i,k] δ^(i)_ℓ,   h^(k)_ℓ = h^(k)_{ℓ-1} + √τ (φ(y) − E φ(y))
+    g^(k)_{ℓ-1} = g^(k)_ℓ + √τ (ζ̃^(k)_ℓ + ż̃^(k)_ℓ) − τ η_hid Σ_{i<k} ℓ'_i Θ_ℓ[i,k] h^(i)_{ℓ-1}
+
+with Σ = E[h h], Θ = E[δ δ] and ż, ż̃ as above with (h, δ) in place of (φ(h), g).
+
 Near-singular Σ or Θ (identical samples, more samples than particles, ReLU paths that are
 exactly zero) are handled by a positive-semidefinite Cholesky: a pivot whose Schur complement
 is below ``singular_tol`` × its variance is dropped (that ζ becomes an exact combination of the
@@ -101,8 +110,10 @@ class ParticleSolution:
         outputs: (K,) f̂^(k) = E[g^(k)_L h^(k)_L], the output on sample k before update k.
         losses: (K,) ℓ(f̂^(k), y^(k)).
         test_outputs: (steps, N) outputs on ``X_test`` before each step, or ``None``.
-        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels).
-        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels).
+        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels;
+            ``E[h^(i)_{ℓ-1} h^(k)_{ℓ-1}]`` for ``block="post_ms"``, whose W_ℓ multiplies h).
+        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels; E[δ^(i)_ℓ δ^(k)_ℓ]
+            with δ_ℓ = φ'(y_ℓ)(g_ℓ − E g_ℓ) for ``block="post_ms"``).
         sigma_min_eig: (L,) smallest eigenvalue of Σ_{ℓ-1} over all K samples (Assumption 1).
         theta_min_eig: (L,) smallest eigenvalue of Θ_ℓ.
         sigma_min_pivot: (L,) smallest Cholesky pivot ratio (Schur complement / variance) seen
@@ -177,6 +188,7 @@ class _Static:
     noise: str = "store"  # "store" the normals ξ, ξ̃ or "regenerate" them from their counter-based keys
     mesh: Any = None  # jax.sharding.Mesh with a "particles" axis, or None (one device)
     R: int = 1  # independent replicate systems of P particles each, vmapped over a leading axis
+    block: str = "pre"  # "pre" (Eq. 1) or "post_ms" (TP VI §6.3, exact backward only; docs/tp6_nonlinear.md)
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -250,7 +262,7 @@ def _condition_each(Lsolve, past_cross, var):
 # Arrays of the solver state whose last axis is the particle axis (sharded over "particles";
 # stored in ``storage`` precision).  Everything else (kernels, Cholesky rows, loss derivatives)
 # is O(L·K²) and replicated on every device.
-_PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp")
+_PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp", "D")
 
 
 # ---- the compiled program: module-level functions of the frozen static description ----------
@@ -347,6 +359,8 @@ def _init_state(st: _Static):
         state["Xit"] = z(L, H, P)  # backward normals of W_ℓᵀ
     if st.record_paths:
         state["Hp"] = z(L + 1, H, P)
+    if st.block == "post_ms":
+        state["D"] = z(L, H, P)  # δ^(i)_ℓ = φ'(y^(i)_ℓ) MS(g^(i)_ℓ), the vector W_ℓᵀ multiplies, ℓ = 1..L
     return state
 
 
@@ -392,8 +406,10 @@ def _noise_right(st: _Static, state, name, key, l, s, F):
 def _forward_pass(st: _Static, state, s, x, cs):
     """The forward recursion ℓ = 1..L of step s (training samples and test inputs).
 
-    Returns (h_L (M, P), per-layer (φ(h) of the new samples, h_{ℓ-1}, new normals, Cholesky
-    rows, Σ rows, min pivot ratio, dropped pivots), the new rows of the state)."""
+    Returns (h_L (M, P), per-layer h_{ℓ-1} and the argument of φ' in the backward (h_{ℓ-1} for
+    "pre", y_ℓ for "post_ms") of the new samples, new normals, min pivot ratio, dropped pivots,
+    the new rows of the state).  ``Phi`` holds the vectors W_ℓ multiplies: φ(h_{ℓ-1}) ("pre") or
+    h_{ℓ-1} ("post_ms", where Σ_{ℓ-1} is then E[h h])."""
     phi, B, N, d, P = st.activation.fn, st.B, st.N, st.d, st.P
     sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
     start = s * B
@@ -403,8 +419,10 @@ def _forward_pass(st: _Static, state, s, x, cs):
     xg = cs["Xflat"] @ xin.T / d  # (H, M)
     h0 = _pc(st, xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ _hist(st, state, "G", 0))
 
+    ms = st.block == "post_ms"
+
     def fwd(h, l):
-        u = _rnd(st, phi(h))  # (M, P)
+        u = _rnd(st, h if ms else phi(h))  # (M, P): the vector W_ℓ multiplies
         r = _hist(st, state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
         snn = u[:B] @ u[:B].T / P
         xi_new = _normals(st, cs["k_fwd"], l, s, B)
@@ -415,17 +433,30 @@ def _forward_pass(st: _Static, state, s, x, cs):
             At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
             zeta_t = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
             zeta = jnp.concatenate([zeta, zeta_t], axis=0)
-        coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
-        if st.exact:
-            # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
-            Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
-            coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
-        hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+        if ms:
+            # post_ms: y = W_ℓ h/√n = ζ + ż − √τ η Σ_{i<start} ℓ'_i Σ_{ℓ-1}[i,·] δ^(i)_ℓ,
+            # h_ℓ = h_{ℓ-1} + √τ (φ(y) − E φ(y)); ż = Σ_i δ^(i)_ℓ chol(Θ_ℓ)^{-T} E[h ξ̃^(i)]
+            coef = -sqrt_tau * eta_hid * (c[:, None] * r).T  # (M, H)
+            if st.exact:
+                Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+                coef = coef + solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+            y = zeta + coef @ _hist(st, state, "D", l)
+            fy = phi(y)
+            hn = _pc(st, h + sqrt_tau * (fy - jnp.mean(fy, axis=-1, keepdims=True)))
+            darg = y[:B]
+        else:
+            coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
+            if st.exact:
+                # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
+                Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+                coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+            hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+            darg = h[:B]
         sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
-        out = (u[:B], h[:B], xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
+        out = (u[:B], h[:B], darg, xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
         return hn, out
 
-    hLn, (u_new, hprev, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(st.L))
+    hLn, (u_new, hprev, darg, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(st.L))
     new = dict(
         Phi=jax.lax.dynamic_update_slice(state["Phi"], _pack(st, u_new), (0, start, 0)),
         LS=jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0)),
@@ -433,23 +464,29 @@ def _forward_pass(st: _Static, state, s, x, cs):
     )
     if st.noise == "store":
         new["Xi"] = jax.lax.dynamic_update_slice(state["Xi"], _pack(st, xi_new), (0, start, 0))
-    return hLn, hprev, xi_new, fratio, fdrop, new
+    return hLn, hprev, darg, xi_new, fratio, fdrop, new
 
 
-def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
+def _backward_pass(st: _Static, state, new, s, gL, darg, xi_new, cs):
     """The backward recursion ℓ = L..1 of step s (training samples only).
 
-    Returns (g_0 (B, P), per-layer g_ℓ, new normals ξ̃, Cholesky rows, Θ rows, min pivot ratio,
-    dropped pivots)."""
+    ``darg`` (L, B, P): the argument of φ' (h_{ℓ-1} for "pre", y_ℓ for "post_ms").  Returns
+    (g_0 (B, P), per-layer g_ℓ, new normals ξ̃, Cholesky rows, Θ rows, min pivot ratio, dropped
+    pivots, δ_ℓ ("post_ms"; ``None`` for "pre")).  Θ_ℓ is the kernel of the vectors W_ℓᵀ
+    multiplies: g_ℓ ("pre") or δ_ℓ = φ'(y_ℓ) MS(g_ℓ) ("post_ms")."""
     dphi, B, P = st.activation.deriv, st.B, st.P
     sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
     start = s * B
     c = state["c"]
 
+    ms = st.block == "post_ms"
+
     def bwd(g, xs_l):
-        l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
-        gs = _rnd(st, g)
-        tr = _hist(st, state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
+        l, hp, xi_now = xs_l  # hp: (B, P) argument of φ'; xi_now: this step's forward normals
+        # b: the vector W_ℓᵀ multiplies (g_ℓ, or δ_ℓ = φ'(y_ℓ) MS(g_ℓ) for post_ms, MS = minus the particle mean)
+        b = dphi(hp) * (g - jnp.mean(g, axis=-1, keepdims=True)) if ms else g
+        gs = _rnd(st, b)
+        tr = _hist(st, state, "D" if ms else "G", l if ms else l + 1) @ gs.T / P  # (H, B): Θ[i, new], 0 for i ≥ start
         tnn = gs @ gs.T / P
         xit_new = _normals(st, cs["k_bwd"], l, s, B)
         A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
@@ -457,19 +494,23 @@ def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
         coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
         if st.exact:
             # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
+            # (post_ms: E[∂δ/∂ζ^(i)], with δ in place of g)
             if st.noise == "store":
-                Ef = _hist(st, new, "Xi", l) @ g.T / P  # (H, B), includes this step's rows
+                Ef = _hist(st, new, "Xi", l) @ b.T / P  # (H, B), includes this step's rows
             else:
-                Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, g)
-                Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ g.T, start, axis=0) / P
+                Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, b)
+                Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ b.T, start, axis=0) / P
             es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
             coef = coef + sqrt_tau * es.T
-        gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
+        if ms:  # g_{ℓ-1} = g_ℓ + √τ W_ℓᵀ δ_ℓ/√n: φ' is inside δ
+            gn = _pc(st, g + sqrt_tau * zt + coef @ _hist(st, new, "Phi", l))
+        else:
+            gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
         the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
-        return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped))
+        return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped), b if ms else None)
 
     gLB = _pc(st, jnp.broadcast_to(gL, (B, P)))
-    return jax.lax.scan(bwd, gLB, (jnp.arange(st.L), hprev, xi_new), reverse=True)
+    return jax.lax.scan(bwd, gLB, (jnp.arange(st.L), darg, xi_new), reverse=True)
 
 
 def _step(st: _Static, state, s, x, y, cs):
@@ -477,7 +518,7 @@ def _step(st: _Static, state, s, x, y, cs):
     B, dtype = st.B, st.dtype
     start = s * B
     c = state["c"]
-    hLn, hprev, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
+    hLn, hprev, darg, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
 
     # ---- output ------------------------------------------------------------------
     gL = cs["v"] - cs["eta_out"] * (c @ _unpack(st, state["hL"]))  # (P,)
@@ -486,8 +527,8 @@ def _step(st: _Static, state, s, x, y, cs):
     lp = loss_grad(st.loss, f, y)
     lval = loss_value(st.loss, f, y)
 
-    g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop) = _backward_pass(st, state, new, s, gL, hprev, xi_new,
-                                                                              cs)
+    g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop, d_new) = _backward_pass(st, state, new, s, gL, darg,
+                                                                                     xi_new, cs)
     G_new = jnp.concatenate([g0[None], g_new], axis=0)  # (L+1, B, P)
     new.update(
         G=jax.lax.dynamic_update_slice(state["G"], _pack(st, G_new), (0, start, 0)),
@@ -498,6 +539,8 @@ def _step(st: _Static, state, s, x, y, cs):
     )
     if st.noise == "store":
         new["Xit"] = jax.lax.dynamic_update_slice(state["Xit"], _pack(st, xit_new), (0, start, 0))
+    if st.block == "post_ms":
+        new["D"] = jax.lax.dynamic_update_slice(state["D"], _pack(st, d_new), (0, start, 0))
     if st.record_paths:
         Hn = jnp.concatenate([hprev, hLn[None, :B]], axis=0)
         new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], _pack(st, Hn), (0, start, 0))
@@ -585,7 +628,7 @@ def _compiled(st: _Static):
 
 def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, exact=False, record_paths=False,
                              itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False,
-                             replicates=1):
+                             replicates=1, block="pre"):
     """Bytes :func:`solve_particles` needs, estimated before anything is compiled.
 
     Counted: the per-sample particle histories in ``storage_itemsize`` bytes (φ(h) L, g L+1, h_L 1,
@@ -604,7 +647,8 @@ def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, 
     """
     P, L, H = particles, depth, samples
     s_item = itemsize if storage_itemsize is None else storage_itemsize
-    hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)) * H * P * s_item
+    hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)
+            + (L if block == "post_ms" else 0)) * H * P * s_item  # post_ms also stores δ_ℓ
     kernels = 4 * L * H * H * itemsize * max(int(replicates), 1)
     temps = (P * input_dim + 8 * (H + n_test + 8) * P + L * (H + n_test) * P // max(H, 1)) * itemsize
     if s_item != itemsize:
@@ -965,9 +1009,13 @@ def particle_problem(
         )
     if net.alpha is not None:
         raise ValueError("alpha: the NFD limit fixes α = 1/√n (depth-μP); do not override alpha")
-    if net.block != "pre":
-        raise ValueError(f"block: the particle solver implements pre-activation blocks (Eq. 1), got {net.block!r}")
+    if net.block not in ("pre", "post_ms"):
+        raise ValueError(f"block: the particle solver implements pre-activation blocks (Eq. 1) and the mean-subtracted "
+                         f"block 'post_ms' (TP VI §6.3), got {net.block!r}")
     check_choice("backward", backward, BACKWARDS)
+    if net.block == "post_ms" and backward != "exact":
+        raise ValueError(f"backward: block='post_ms' is implemented in the exact (coupled-network) mode only, "
+                         f"got backward={backward!r}")
     particles = check_int("particles", particles, min=2)
     seed = check_seed(seed)
     check_choice("on_singular", on_singular, ("warn", "regularize", "raise"))
@@ -1012,7 +1060,7 @@ def particle_problem(
         check_divisible(P // R, devs, "particles per replicate (particles / replicates)")
     est_kw = dict(particles=P, replicates=R, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
                   record_paths=record_paths, itemsize=dtype.itemsize, storage_itemsize=sdt.itemsize, noise=noise,
-                  devices=D)
+                  devices=D, block=net.block)
     est = estimate_particle_memory(**est_kw)
     est_dev = estimate_particle_memory(**est_kw, per_device=True)
     hint = (f"particles={P}, depth={L}, samples={K}, backward={backward!r}, devices={D}; memory grows as "
@@ -1031,6 +1079,7 @@ def particle_problem(
         P=P // R, R=R, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
         loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
         storage=None if sdt == dtype else sdt, noise=noise, mesh=None if devs is None else make_mesh(devs, "particles"),
+        block=net.block,
     )
     rates = np.asarray([0.0 if g in net.frozen else net.lr for g in ("input", "hidden", "output")], np.float64)
     Xs = X.reshape(steps, B, -1)
@@ -1093,6 +1142,7 @@ def solve_particles(
     seed: int = 0,
     loss: str = "mse",
     richardson_depths: tuple[int, ...] | None = None,
+    block: str = "pre",
     **kwargs,
 ) -> ParticleSolution:
     """The infinite-width limit of a depth-``depth`` depth-μP ResNet trained by SGD on (X, Y).
@@ -1118,6 +1168,9 @@ def solve_particles(
         frozen: parameter groups kept at initialisation, from ``("input", "hidden", "output")``.
         seed: PRNG seed of the particles; the solution is a pure function of it.
         loss: ``"mse"`` or ``"logistic"``.
+        block: ``"pre"`` (Eq. 1, default) or ``"post_ms"``, the mean-subtracted block of Tensor
+            Programs VI §6.3, h_ℓ = h_{ℓ-1} + √τ MS(φ(W_ℓ h_{ℓ-1}/√n)), in the limit MS(a) = a − E[a]
+            (``backward="exact"`` only; derivation in docs/tp6_nonlinear.md).
         batch_size: samples per SGD step (the update averages their gradients).
         X_test: optional (N, d) inputs evaluated before every step (never trained on).
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
@@ -1186,7 +1239,7 @@ def solve_particles(
         raise ValueError(f"richardson_depths: only used with depth=None (the L = ∞ extrapolation), got depth={depth!r}")
     X_arr = check_inputs_2d(X)
     net = ResNet(
-        depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block="pre",
+        depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block=block,
         parameterization="depth_mup", lr=lr, frozen=frozen, loss=loss,
     )
     return solve_particles_network(net, X, Y, particles=particles, backward=backward, seed=seed, **kwargs)
