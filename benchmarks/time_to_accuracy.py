@@ -56,7 +56,7 @@ EPS = (0.02, 0.01, 0.005)
 def solver_spread(P, sampling, dtype, seeds):
     X, Y = data(K, D_IN, 0)
     net = nfd.ResNet(depth=L, input_dim=D_IN, width=None, activation="tanh", lr=LR)
-    prob = vr._nfd.particle_problem(net, X, Y, particles=P, backward="exact", sampling=sampling, eigenvalues=False,
+    prob = vr._nfd.particle_problem(net, X, Y, particles=P, backward="exact", sampling=sampling, eigenvalues=False, replicates=1,
                                     dtype=dtype)
     st, args = prob.static, prob.args
     keys = jnp.stack([vr.seed_key(s) for s in seeds])
@@ -153,7 +153,7 @@ def main(argv=None):
         beta, logc = np.polyfit(np.log(widths), np.log(y), 1)
         res["sd_fit"][q] = dict(exponent=float(beta), log_prefactor=float(logc), sd=y.tolist())
     # ---- timing: two interleaved rounds -------------------------------------------------------
-    kw = dict(depth=L, activation="tanh", lr=LR, backward="exact", eigenvalues=False)
+    kw = dict(depth=L, activation="tanh", lr=LR, backward="exact", eigenvalues=False, replicates=1)
     solver_calls = {}
     for dt_name, dt in (("float32", jnp.float32), ("float64", jnp.float64)):
         for sm in ("iid", "sobol"):

@@ -62,7 +62,8 @@ K, L, D_IN, LR = 8, 8, 3, 0.5
 def _problem(P, sampling="iid"):
     X, Y = data(K, D_IN, 0)
     net = nfd.ResNet(depth=L, input_dim=D_IN, width=None, activation="tanh", lr=LR)
-    return _nfd.particle_problem(net, X, Y, particles=P, backward="exact", sampling=sampling, eigenvalues=False)
+    return _nfd.particle_problem(net, X, Y, particles=P, backward="exact", sampling=sampling, eigenvalues=False,
+                                   replicates=1)
 
 
 def solver_outputs(P, sampling, seeds):
@@ -150,7 +151,7 @@ def probe_outputs(P, scheme, seeds):
 
     def run(U, v, Z):
         cur.update(U=U, v=v, Z=Z)
-        return _nfd._run(st, args[0], *args[1:])["outs"]["f"].reshape(-1)
+        return _nfd._run(st, args[0][0], *args[1:])["outs"]["f"].reshape(-1)  # args[0]: (replicates, 2) keys
 
     Us, vs, Zs = map(np.stack, zip(*[_gaussians(scheme, P, np.random.default_rng([7, s])) for s in seeds]))
     _nfd._normals, _nfd._consts = normals, consts
@@ -194,7 +195,7 @@ def compare(a, ref):
 
 def timing(P, reps=5):
     X, Y = data(K, D_IN, 0)
-    kw = dict(depth=L, particles=P, activation="tanh", lr=LR, backward="exact", eigenvalues=False)
+    kw = dict(depth=L, particles=P, activation="tanh", lr=LR, backward="exact", eigenvalues=False, replicates=1)
     comp, best = {}, {}
     for sm in ("iid", "sobol"):
         t = time.perf_counter()

@@ -47,3 +47,6 @@ from ._io import load as load
 from ._io import save as save
 from .limits import ParticleProblem as ParticleProblem
 from .limits import particle_problem as particle_problem
+from ._paired import PairedDifference as PairedDifference
+from ._paired import paired_difference as paired_difference
+from .limits import ParticleLimit as ParticleLimit

@@ -62,7 +62,9 @@ class LimitGradient:
         d_T: ∂ℒ/∂T.
         lr, T: where they were evaluated.
         network: the :class:`~nfd.ResNet` (width ``None``) that was solved.
-        config: particles, backward, seed, objective, mode, dtype.
+        config: particles, backward, seed, objective, mode, dtype, replicates.
+        loss_stderr, d_lr_stderr, d_T_stderr: standard errors of ``loss``, ``d_lr`` and ``d_T``:
+            the standard deviation (ddof=1) over the R replicate systems / √R (NaN for R = 1).
     """
 
     loss: float
@@ -72,6 +74,9 @@ class LimitGradient:
     T: float
     network: ResNet
     config: dict
+    loss_stderr: float = math.nan
+    d_lr_stderr: float = math.nan
+    d_T_stderr: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +91,11 @@ class OptimalLR:
         interior: False when the minimum is at an end of the bracket (widen it).
         history: (evaluations, 3) rows (η_c, ℒ, ∂ℒ/∂η_c) of every gradient evaluation (``inf``
             where the limit diverged).
+        loss_stderr, d_lr_stderr: standard errors of ``loss`` and ``d_lr`` over the replicate systems.
+        lr_stderr: standard error of ``lr`` (interior minima): the delta method,
+            SE(∂ℒ/∂η_c) / |∂²ℒ/∂η_c²|, with the curvature from the two bisection evaluations that
+            bracket η_c* (NaN when it cannot be estimated).  It is the Monte-Carlo error of the
+            minimiser; the bisection's own resolution is in the ``iterations`` bound.
     """
 
     lr: float
@@ -93,6 +103,9 @@ class OptimalLR:
     d_lr: float
     interior: bool
     history: np.ndarray
+    loss_stderr: float = math.nan
+    d_lr_stderr: float = math.nan
+    lr_stderr: float = math.nan
 
 
 def _validate(X, Y, *, depth, particles, activation, backward, frozen, seed, loss, batch_size, X_test, Y_test,
@@ -155,6 +168,7 @@ def limit_loss_fn(
     devices=None,
     storage_dtype=None,
     noise: str = "store",
+    replicates: int | None = None,
     _mode_for_memory: str = "forward",
 ) -> Callable[[Any, Any], jax.Array]:
     """The limit loss ℒ(η_c, T) of the NFD particle recursion as a pure JAX function.
@@ -169,7 +183,7 @@ def limit_loss_fn(
         Y: (K,) targets.
         depth: L, as in :func:`nfd.limits.solve_particles` (so are ``particles``, ``activation``,
             ``backward`` (default ``"exact"``), ``frozen``, ``seed``, ``loss``, ``batch_size``, ``dtype``,
-            ``singular_tol``, ``devices``, ``storage_dtype`` and ``noise``: the function is
+            ``singular_tol``, ``devices``, ``storage_dtype``, ``noise`` and ``replicates``: the function is
             :meth:`nfd.ParticleProblem.loss_fn` of the same particle problem).
         objective: ``"online"`` (mean of ℓ(f̂^(k), y^(k)) over the K samples, each before its
             update) or ``"test"`` (mean loss on X_test, Y_test after all K steps).
@@ -178,7 +192,10 @@ def limit_loss_fn(
         max_memory: byte limit for the memory check.
 
     Returns:
-        ``fn(lr, T) -> scalar``: the loss as a function of η_c (≥ 0) and T (> 0).
+        ``fn(lr, T) -> scalar``: the loss as a function of η_c (≥ 0) and T (> 0): the mean over the
+        ``replicates`` independent particle systems of each one's loss.  ``fn.replicate_values(lr, T)``
+        gives the (R,) per-system losses and ``fn.stderr(lr, T)`` their standard error
+        (std (ddof=1) / √R); :func:`limit_loss_and_grad` reports the errors of the derivatives too.
 
     Example:
         >>> import jax, numpy as np, nfd
@@ -210,7 +227,7 @@ def limit_loss_fn(
     prob = particle_problem(net, X, Y, particles=particles, backward=backward, seed=seed, batch_size=B,
                             X_test=X_test if N else None, dtype=dtype, singular_tol=singular_tol,
                             max_memory=max_memory, eigenvalues=False, devices=devices, storage_dtype=storage_dtype,
-                            noise=noise)
+                            noise=noise, replicates=replicates)
     return prob.loss_fn(objective, K=K, Y_test=Y_test if N else None)
 
 
@@ -244,8 +261,11 @@ def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward
     lr_f = _check_float("lr", lr, allow_zero=True)
     T_f = _check_float("T", T, allow_zero=False)
     fn = limit_loss_fn(X, Y, max_memory=max_memory, _mode_for_memory=mode, **kwargs)
-    val, g = _value_and_grad(fn, mode)(lr_f, T_f)
-    val, d_lr, d_T = float(val), float(g[0]), float(g[1])
+    vals, gs = _value_and_grad(fn, mode)(lr_f, T_f)  # (R,), (R, 2): every replicate system
+    vals, gs = np.asarray(vals, np.float64), np.asarray(gs, np.float64)
+    R = vals.shape[0]
+    se = (lambda a: float(a.std(ddof=1) / math.sqrt(R)) if R > 1 else math.nan)
+    val, d_lr, d_T = float(vals.mean()), float(gs[:, 0].mean()), float(gs[:, 1].mean())
     if not (math.isfinite(val) and math.isfinite(d_lr) and math.isfinite(d_T)):
         raise DivergenceError(
             f"limit loss or gradient not finite at lr={lr_f}, T={T_f} (loss={val}, d_lr={d_lr}, d_T={d_T}); "
@@ -258,24 +278,43 @@ def limit_loss_and_grad(X, Y, *, lr: float, T: float = 1.0, mode: str = "forward
 
     config = dict(particles=int(kw["particles"]), backward=kw.get("backward") or DEFAULT_BACKWARD,
                   seed=int(kw.get("seed", 0)),
-                  objective=kw.get("objective", "online"), mode=mode, dtype=str(jnp.dtype(kw.get("dtype", jnp.float32))))
-    return LimitGradient(loss=val, d_lr=d_lr, d_T=d_T, lr=lr_f, T=T_f, network=net, config=config)
+                  objective=kw.get("objective", "online"), mode=mode, dtype=str(jnp.dtype(kw.get("dtype", jnp.float32))),
+                  replicates=R)
+    return LimitGradient(loss=val, d_lr=d_lr, d_T=d_T, lr=lr_f, T=T_f, network=net, config=config,
+                         loss_stderr=se(vals), d_lr_stderr=se(gs[:, 0]), d_T_stderr=se(gs[:, 1]))
 
 
 @functools.lru_cache(maxsize=32)
 def _value_and_grad(fn, mode):
-    def both(lr, T):
-        return fn(lr, T)
+    """jit(lr, T -> (values (R,), gradients (R, 2))): every replicate system's loss and derivatives."""
+    per_rep = getattr(fn, "replicate_values", None)
+    if per_rep is None:  # a plain scalar function: one "replicate"
+        per_rep = lambda lr, T: jnp.reshape(fn(lr, T), (1,))  # noqa: E731
 
     if mode == "reverse":
-        vg = jax.value_and_grad(both, argnums=(0, 1))
-        return jax.jit(lambda lr, T: (lambda v, g: (v, jnp.stack(g)))(*vg(lr, T)))
+        # one reverse pass: a rate and horizon per replicate, so d(Σ_r ℒ_r)/d(lr_r) = dℒ_r/dη_c
+        R = getattr(fn, "replicates", None)
+
+        def rev(lr, T):
+            if R is None:
+                v, g = jax.value_and_grad(lambda a, b: fn(a, b), argnums=(0, 1))(lr, T)
+                return jnp.reshape(v, (1,)), jnp.stack(g)[None]
+            lrs, Ts = jnp.full((R,), lr), jnp.full((R,), T)
+
+            def total(a, b):
+                v = per_rep(a, b)
+                return jnp.sum(v), v
+
+            (_, v), g = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(lrs, Ts)
+            return v, jnp.stack(g, axis=1)
+
+        return jax.jit(rev)
 
     def fwd(lr, T):
         p = jnp.stack([jnp.asarray(lr), jnp.asarray(T)])
-        val, jvp_fn = jax.linearize(lambda q: both(q[0], q[1]), p)
-        g = jax.vmap(jvp_fn)(jnp.eye(2, dtype=p.dtype))
-        return val, g
+        val, jvp_fn = jax.linearize(lambda q: per_rep(q[0], q[1]), p)
+        g = jax.vmap(jvp_fn)(jnp.eye(2, dtype=p.dtype))  # (2, R)
+        return val, g.T
 
     return jax.jit(fwd)
 
@@ -330,16 +369,25 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, grid: int 
         raise ValueError(f"grid must be an integer ≥ 3, got {grid!r}")
     _check_float("T", T, allow_zero=False)
     hist = []
+    errs = {}  # lr -> (loss_stderr, d_lr_stderr)
 
     def ev(lr):
         # a diverged run counts as loss +∞ with ∂ℒ/∂η_c = +∞: the optimum lies at a smaller η_c
         try:
             g = limit_loss_and_grad(X, Y, lr=lr, T=T, **kwargs)
             val = (lr, g.loss, g.d_lr)
+            errs[lr] = (g.loss_stderr, g.d_lr_stderr)
         except DivergenceError:
             val = (lr, math.inf, math.inf)
+            errs[lr] = (math.nan, math.nan)
         hist.append(val)
         return val
+
+    def done(best, interior, curvature=math.nan):
+        se_loss, se_d = errs[best[0]]
+        lr_se = se_d / abs(curvature) if math.isfinite(curvature) and curvature != 0 else math.nan
+        return OptimalLR(lr=best[0], loss=best[1], d_lr=best[2], interior=interior, history=np.asarray(hist),
+                         loss_stderr=se_loss, d_lr_stderr=se_d, lr_stderr=lr_se)
 
     fn = limit_loss_fn(X, Y, **kwargs)
     rates = np.geomspace(lo, hi, grid)
@@ -355,8 +403,7 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, grid: int 
         # no sign change of ∂ℒ/∂η_c across the cell: the minimum is at the best evaluated end
         gj = ev(float(rates[j]))
         best = min((ga, gb, gj), key=lambda t: t[1])
-        interior = 0 < j < grid - 1
-        return OptimalLR(lr=best[0], loss=best[1], d_lr=best[2], interior=interior, history=np.asarray(hist))
+        return done(best, 0 < j < grid - 1)
     a, b = math.log(rates[a_i]), math.log(rates[b_i])
     for _ in range(iterations):
         m = 0.5 * (a + b)
@@ -367,4 +414,6 @@ def optimal_lr(X, Y, *, bracket: tuple[float, float], T: float = 1.0, grid: int 
             a = m
     # the minimiser lies in [e^a, e^b]; report the (log-)midpoint of the final bracket
     final = ev(math.exp(0.5 * (a + b)))
-    return OptimalLR(lr=final[0], loss=final[1], d_lr=final[2], interior=True, history=np.asarray(hist))
+    # mean curvature ∂²ℒ/∂η_c² over the grid cell (its ends bracket η_c*; same particles at both)
+    curvature = (gb[2] - ga[2]) / (gb[0] - ga[0])
+    return done(final, True, curvature)

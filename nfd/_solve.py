@@ -7,7 +7,8 @@ defaults differ where the models differ:
   (:func:`nfd.limits.solve_particles`).  Defaults: ``backward="exact"`` (the limit of the
   ordinary, coupled networks that :func:`nfd.simulate` builds by default; ``backward="gia"`` is
   the published NFD, the limit of decoupled networks), ``activation="relu"``, ``lr=0.1``,
-  ``T=1.0``, ``frozen=()`` (all groups trained), ``dtype=float32``.
+  ``T=1.0``, ``frozen=()`` (all groups trained), ``dtype=float32``, ``block="pre"``;
+  ``block="post_ms"`` is the mean-subtracted block of TP VI §6.3 (``backward="exact"`` only).
 * ``"gamma_c"``: the Γ/C functional recursion of Tensor Programs VI for linear residual
   networks (:func:`nfd.limits.solve_gamma_c`).  Defaults: ``activation="identity"`` (the only
   one it solves), ``lr=1.0``, ``frozen=("input", "output")`` (the paper's setting), float64.
@@ -97,10 +98,10 @@ def solve(X, Y, *, method: str = "particles", **kwargs):
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"nfd.solve: method must be one of {METHODS}, got {method!r}.{hint}")
     block = kwargs.get("block")
-    if method in ("particles", "mean_ode") and block == "post_ms":
+    if method == "mean_ode" and block == "post_ms":
         raise ValueError(
             f"block: the mean-subtracted block 'post_ms' is modelled by method='gamma_c' "
-            f"(Definition E.1), not by method={method!r}"
+            f"(Definition E.1) and method='particles' (exact backward), not by method={method!r}"
         )
     if method == "gamma_c" and "block" in kwargs:
         kwargs = dict(kwargs)

@@ -179,6 +179,16 @@ CASES = {
     "part-Y-inf": (part(Y=np.array([0.0, np.inf, 0.0, 0.0])), "Y"),
     "part-checkpoint-missing-dir": (part(checkpoint=MISSING), "checkpoint", "does not exist"),
     "part-eigenvalues-str": (part(eigenvalues="no"), "eigenvalues"),
+    "part-replicates-0": (part(replicates=0), "replicates"),
+    "part-replicates-float": (part(replicates=2.0), "replicates"),
+    "part-replicates-bool": (part(replicates=True), "replicates"),
+    "part-replicates-not-dividing": (part(replicates=3), "replicates", "particles=16"),
+    "part-replicates-1-particle-each": (part(replicates=16), "replicates"),
+    "part-richardson-depths-not-doubling": (part(depth=None, richardson_depths=(2, 3)), "richardson_depths"),
+    "part-richardson-depths-4-levels": (part(depth=None, richardson_depths=(1, 2, 4, 8)), "richardson_depths"),
+    "part-richardson-depths-without-depth-none": (part(richardson_depths=(2, 4)), "richardson_depths"),
+    "part-depth-none-noise-depth": (part(depth=None, richardson_depths=(2, 4), noise_depth=6), "noise_depth"),
+    "part-depth-none-checkpoint": (part(depth=None, richardson_depths=(2, 4), checkpoint="ck.npz"), "checkpoint"),
     "solve-method-typo": (lambda: nfd.solve(X, Y, method="particle", depth=2, particles=16), "method"),
     # ---- nfd.solve, method="gamma_c" --------------------------------------------------------
     "gc-depth-0": (gc(depth=0), "depth"),
@@ -217,6 +227,7 @@ CASES = {
     "llf-frozen-none": (llf(frozen=None), "frozen"),
     "llf-max-memory-str": (llf(max_memory="8GB"), "max_memory"),
     "llf-backward-typo": (llf(backward="gai"), "backward"),
+    "llf-replicates-not-dividing": (llf(replicates=3), "replicates"),
     "llf-X-complex": (lambda: nfd.limit_loss_fn(X * 1j, Y, depth=2, particles=16), "X", "complex"),
 }
 
@@ -225,6 +236,21 @@ CASES = {
 def test_refused_before_compiling(case):
     call, *names = CASES[case]
     refused(call, *names)
+
+
+def test_depth_none_refused_when_an_extrapolation_depth_exceeds_the_memory_check():
+    # A limit between the estimates of depth 2 and depth 4 admits depth 2 alone but refuses
+    # depth=None over (2, 4): the finest depth is checked first, before anything is compiled, and
+    # the message names depth=None.
+    from nfd.limits import estimate_particle_memory
+
+    est = {L: estimate_particle_memory(particles=16, replicates=2, depth=L, samples=4, input_dim=2, exact=True)
+           for L in (2, 4)}
+    limit = (est[2] + est[4]) // 2
+    assert est[2] < limit < est[4]
+    assert part(depth=2, max_memory=limit)().outputs.shape == (4,)  # depth 2 alone fits
+    refused(part(depth=None, richardson_depths=(2, 4), max_memory=limit), "depth=None", "richardson_depths",
+            exc=nfd.MemoryEstimateError)
 
 
 def test_overflow_of_the_compute_dtype_with_x64_off():

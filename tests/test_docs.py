@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+# one worker builds this file's module fixtures (pytest-xdist, --dist loadgroup in pyproject.toml)
+pytestmark = pytest.mark.xdist_group("docs")
+
 ROOT = Path(__file__).resolve().parents[1]
 NEEDED = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
 PAPERS = {  # arXiv id -> a word of the title; every paper nfd implements (docs/references.md)

@@ -65,10 +65,12 @@ def test_reverse_mode_jax_grad_matches_finite_differences_test_objective():
     _fd_check(lambda a: float(fn(a, 1.5)), 0.7, float(g_lr), 1e-3)
     _fd_check(lambda t: float(fn(0.7, t)), 1.5, float(g_T), 1e-3)
     # the "test" objective is the loss after all K updates: the solver's test outputs recorded
-    # before an appended (K+1)-th step are exactly those
+    # before an appended (K+1)-th step are exactly those (the loss is the mean over the replicate
+    # systems of each one's loss)
     sol = nfd.solve(np.concatenate([X, X[-1:]]), np.concatenate([Y, Y[-1:]]), X_test=Xt, lr=0.7, T=1.5, seed=0,
                     backward="gia", **KW)
-    np.testing.assert_allclose(float(fn(0.7, 1.5)), np.mean(0.5 * (sol.test_outputs[-1] - Yt) ** 2), rtol=1e-10)
+    np.testing.assert_allclose(float(fn(0.7, 1.5)), np.mean(0.5 * (sol.replicate_test_outputs[:, -1] - Yt) ** 2),
+                               rtol=1e-10)
 
 
 def test_bad_input_is_rejected_before_work():

@@ -6,6 +6,9 @@ import json
 import numpy as np
 import pytest
 
+# one worker builds this file's module fixtures (pytest-xdist, --dist loadgroup in pyproject.toml)
+pytestmark = pytest.mark.xdist_group("io")
+
 import nfd
 from nfd._io import load, save, to_jsonable
 

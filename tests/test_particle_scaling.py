@@ -255,7 +255,8 @@ SHARD_SCRIPT = textwrap.dedent(
         prob = nfd.particle_problem(net, X, Y, devices="all", **kw)
         st = prob.advance(prob.init(), 1)
         phi = st.carry[0]["Phi"]
-        assert len(phi.sharding.device_set) == 4 and phi.addressable_shards[0].data.shape[-1] == 64
+        # (each of the R replicate systems' 256/R particles split 4 ways)
+        assert len(phi.sharding.device_set) == 4 and phi.addressable_shards[0].data.shape[-1] == 256 // prob.static.R // 4
         # checkpoint on 4 devices, resume on 4 devices: bit for bit; resume on 1 device: round-off
         d = tempfile.mkdtemp(); path = os.path.join(d, "c.npz")
         prob.save(st, path)

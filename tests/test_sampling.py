@@ -29,7 +29,7 @@ def _data():
 def _problem(P, sampling="iid", **kw):
     X, Y = _data()
     net = nfd.ResNet(depth=L, input_dim=D_IN, width=None, activation="tanh", lr=0.5)
-    return _nfd.particle_problem(net, X, Y, particles=P, sampling=sampling, eigenvalues=False, **kw)
+    return _nfd.particle_problem(net, X, Y, particles=P, sampling=sampling, eigenvalues=False, replicates=1, **kw)
 
 
 def _outputs(prob, seeds):
@@ -127,7 +127,7 @@ def test_sobol_unbiased_and_lower_variance():
 def test_sampling_bad_input():
     with pytest.raises(ValueError, match="sampling"):
         _problem(256, "sobl")
-    with pytest.raises(ValueError, match="particles must be a power of 2"):
+    with pytest.raises(ValueError, match="power of 2 per replicate"):
         _problem(1000, "sobol")
 
 
@@ -136,3 +136,17 @@ def test_default_sampling_is_iid_and_recorded():
     assert prob.static.sampling == "iid" and prob.options["config"]["sampling"] == "iid"
     st = dataclasses.replace(prob.static, sampling="sobol")
     assert _nfd._sobol_dims(st) == D_IN + 1 + K * 2 * L
+
+
+def test_sobol_replicates_are_independent_randomisations():
+    """With ``replicates`` every system has its own key, hence its own scrambling: the systems'
+    outputs differ and the error bar is finite; a per-system particle count that is not a power of
+    2 is refused before any work."""
+    X, Y = _data()
+    s = nfd.solve(X[:3], Y[:3], depth=2, particles=512, activation="tanh", lr=0.5, seed=1, sampling="sobol",
+                  replicates=2, eigenvalues=False)
+    assert np.all(np.isfinite(s.outputs)) and np.all(np.isfinite(s.outputs_stderr[1:]))
+    assert np.all(s.outputs_stderr[1:] > 0)
+    with pytest.raises(ValueError, match="power of 2 per replicate"):
+        _nfd.particle_problem(nfd.ResNet(depth=2, input_dim=D_IN, width=None, activation="tanh", lr=0.5), X, Y,
+                              particles=600, replicates=2, sampling="sobol")

@@ -136,7 +136,9 @@ def test_bad_input_is_refused_before_compute(x64):
     with pytest.raises(ValueError, match="block"):
         solve_gamma_c_nonlinear(XI, YI, depth=4, block="post")
     with pytest.raises(ValueError, match="block"):
-        nfd.solve(XI, YI, depth=4, particles=64, method="particles", block="post_ms")
+        nfd.solve(XI, YI, depth=4, particles=64, method="particles", block="two_layer")
+    with pytest.raises(ValueError, match="backward"):  # the particle post_ms block is exact-mode only
+        nfd.solve(XI, YI, depth=4, particles=64, method="particles", block="post_ms", backward="gia")
     with pytest.raises(ValueError, match="depth/grid"):
         nfd.solve(XI, YI, depth=4, grid=8, method="gamma_c", block="post_ms")
     with pytest.raises(ValueError, match="grid"):

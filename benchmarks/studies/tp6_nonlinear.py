@@ -18,6 +18,16 @@ Gaussian with their sample covariance, minus the same procedure applied to a Gau
 (covariance refitted, then compared with a fresh draw: the null level); mean and standard error over seeds.  A sum of L
 independent centred increments of size L^-1/2 predicts excess kurtosis ∝ L^-1, skewness
 ∝ L^-1/2 and a squared distance ∝ skewness² ∝ L^-1.
+
+(c) Particles against Definition E.1.  The NFD particle solver's exact mode with ``block="post_ms"``
+is the exact n → ∞ limit of the depth-L network (docs/tp6_nonlinear.md, "Particle limit"; tested
+against finite networks in tests/test_tp6_particles.py), an independent second method.  Per depth L:
+R independent particle runs (common random numbers across depths: the same seeds and
+``noise_depth`` = the largest L), the last step's output f_{K-1} and the kernel ⟨h_L^{(s)}, h_L^{(t)}⟩
+(mean ± s.e. over runs), their gaps to the L = ∞ grid solver (f_∞, C_∞) and to the depth-L
+recursion; the paired Richardson estimate 2 q(2L) − q(L) of the L → ∞ particle limit against f_∞.
+If Definition E.1's L = ∞ limit is the NFD one, the gap falls as L^-1 and the Richardson estimate
+agrees with f_∞ within its standard error.
 """
 
 from __future__ import annotations
@@ -72,6 +82,68 @@ def _decreasing(fit):
     return True if hi < 0 else False if lo > 0 else None
 
 
+def particles_vs_gamma_c(size, X, Y, act, f_inf, C_inf, lr, frozen):
+    """Part (c): the particle limit (exact mode, block ``post_ms``) at depths L against Definition
+    E.1 (L = ∞ values ``f_inf`` (K,), ``C_inf`` (K, K), and the depth-L recursion).  Returns a dict."""
+    import warnings
+
+    import jax.numpy as jnp
+
+    import nfd
+    from nfd.limits import solve_gamma_c_nonlinear
+
+    Ls = C.pick(size, [2, 4], [4, 8, 16, 32], [4, 8, 16, 32, 64])
+    runs, P = C.pick(size, 2, 6, 16), C.pick(size, 512, 8192, 32768)
+    rows, fl, kl = [], [], []
+    for L in Ls:
+        f, k = [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # frozen v: singular Θ directions dropped, as documented
+            for r in range(runs):
+                sol = nfd.solve(X, Y, method="particles", block="post_ms", depth=L, particles=P, activation=act, lr=lr,
+                                frozen=tuple(frozen), seed=r, noise_depth=Ls[-1], dtype=jnp.float64, eigenvalues=False,
+                                record_paths=True)
+                hL = sol.features[:, -1, :]
+                f.append(sol.outputs[-1]), k.append(hL @ hL.T / P)
+        f, k = np.asarray(f), np.asarray(k)
+        fl.append(f), kl.append(k)
+        rec = solve_gamma_c_nonlinear(X, Y, depth=L, activation=act, lr=lr, frozen=tuple(frozen))
+        fm, fs = C.mean_se(f)
+        km, ks = C.mean_se(k)
+        i = np.unravel_index(np.argmax(np.abs(km - C_inf)), km.shape)
+        j = np.unravel_index(np.argmax(np.abs(km - rec.output_kernel)), km.shape)
+        rows.append(dict(depth=L, output_last=fm, output_last_se=fs, output_gap_to_limit=fm - f_inf[-1],
+                         output_recursion_L=rec.outputs[-1], output_gap_to_recursion_L=fm - rec.outputs[-1],
+                         kernel=km, kernel_se=ks, kernel_gap_to_limit=float(abs(km - C_inf)[i]),
+                         kernel_gap_to_limit_se=float(ks[i]),
+                         kernel_gap_to_recursion_L=float(abs(km - rec.output_kernel)[j]),
+                         kernel_gap_to_recursion_L_se=float(ks[j]),
+                         recursion_L_gap_to_limit=float(np.max(np.abs(rec.output_kernel - C_inf)))))
+        print(f"[{STUDY}] (c) {act} L={L}: f_K-1 = {fm:.4f} ± {fs:.4f} (f_∞ {f_inf[-1]:.4f}, depth-L recursion "
+              f"{rec.outputs[-1]:.4f}); max|K − C_∞| = {rows[-1]['kernel_gap_to_limit']:.4f} ± "
+              f"{rows[-1]['kernel_gap_to_limit_se']:.4f}", flush=True)
+    rich = []
+    for a, b, L in zip(fl, fl[1:], Ls):  # paired by seed (common random numbers)
+        r = 2 * b - a
+        m, s_ = C.mean_se(r)
+        rich.append(dict(depths=[L, 2 * L], richardson=m, richardson_se=s_, minus_limit=m - f_inf[-1]))
+    return dict(rows=rows, richardson=rich, runs=runs, particles=P, depths=Ls, output_limit=f_inf[-1])
+
+
+def claim_c(act, pc) -> dict:
+    """The claim of part (c): Definition E.1's L = ∞ limit is the L → ∞ limit of the exact particle limit."""
+    rich = pc["richardson"][-1]
+    z = abs(rich["minus_limit"]) / max(rich["richardson_se"], 1e-300)
+    return C.claim(
+        f"{act}+MS: Definition E.1 at L = ∞ is the L → ∞ limit of the exact infinite-width (particle) limit",
+        "TP VI Definition E.1 / Claim E.1",
+        f"f_K-1 − f_∞ at L = {', '.join(str(r['depth']) for r in pc['rows'])}: "
+        + ", ".join(f"{r['output_gap_to_limit']:+.4f} ± {r['output_last_se']:.4f}" for r in pc["rows"])
+        + f"; paired Richardson 2f(2L) − f(L) at L = {rich['depths'][0]}: {rich['richardson']:.4f} ± "
+        f"{rich['richardson_se']:.4f} against f_∞ = {pc['output_limit']:.4f} ({z:.1f} s.e.)",
+        bool(z <= 3.0) if rich["richardson_se"] > 0 else None)
+
+
 def figure(res, fits, cfg, out_dir) -> str:
     """Draw :func:`plot` and save it into ``out_dir``; returns the file name."""
     return C.savefig(plot(dict(results=res, fits=fits, config=cfg)), out_dir, STUDY)
@@ -84,7 +156,8 @@ def plot(doc: dict):
 
     res, fits, cfg = doc["results"], doc["fits"], doc["config"]
 
-    fig, ax = C.figure(2, len(cfg["activations"]), w=5.6, h=4.0)
+    part_c = all("particles" in res[a] for a in cfg["activations"])
+    fig, ax = C.figure(3 if part_c else 2, len(cfg["activations"]), w=5.6, h=4.0)
     for k, act in enumerate(cfg["activations"]):
         rows = res[act]["rows"]
         Ls = [r["depth"] for r in rows]
@@ -110,7 +183,28 @@ def plot(doc: dict):
                         label=f"L^{p:g} (expected, {name})")
         a1.set(xlabel="depth L", ylabel="non-Gaussianity of x^L coordinates",
                title=f"{act}+MS: coordinates of x^L, n={cfg['widths'][-1]}")
-        for a in (a0, a1):
+        axes = [a0, a1]
+        if part_c:
+            pc = res[act]["particles"]
+            a2 = ax[2, k]
+            px = np.asarray([r["depth"] for r in pc["rows"]], float)
+            gap = np.asarray([abs(r["output_gap_to_limit"]) for r in pc["rows"]])
+            gse = np.asarray([r["output_last_se"] for r in pc["rows"]])
+            a2.errorbar(px, gap, yerr=gse, fmt="o", ms=4, capsize=2, label="|f_K-1(particles, L) − f_∞(Def. E.1)|")
+            kg = [r["kernel_gap_to_limit"] for r in pc["rows"]]
+            a2.errorbar(px * 1.04, kg, yerr=[r["kernel_gap_to_limit_se"] for r in pc["rows"]], fmt="s", ms=4,
+                        capsize=2, label="max|K(particles, L) − C_∞|")
+            a2.errorbar(px * 0.96, [abs(r["output_gap_to_recursion_L"]) for r in pc["rows"]], yerr=gse, fmt="^",
+                        ms=4, capsize=2, label="|f_K-1(particles, L) − f_K-1(depth-L recursion)|")
+            a2.plot(px, gap[0] * px[0] / px, ":", color="k", label="L^-1 (expected)")
+            a2.set_xscale("log"), a2.set_yscale("log")
+            a2.set(xlabel="depth L", ylabel="gap (± s.e. over particle runs)",
+                   title=f"{act}+MS: particle limit (exact) vs Definition E.1")
+            a2.set_xticks(px)
+            a2.set_xticklabels([str(int(L)) for L in px])
+            a2.xaxis.set_minor_formatter(NullFormatter())
+            a2.legend(fontsize=6)
+        for a in axes:
             a.set_xticks(Ls)
             a.set_xticklabels([str(L) for L in Ls])
             a.xaxis.set_minor_formatter(NullFormatter())
@@ -184,7 +278,12 @@ def run(size: str, out_dir: str) -> dict:
             ))
             print(f"[{STUDY}] {act} L={L}: |K_n→∞ − C_∞| = {rows[-1]['gap_to_limit']:.4f} ± {rows[-1]['gap_to_limit_se']:.4f}, "
                   f"kurt {kum:.4f} ± {kus:.4f}, skew {skm:.4f} ± {sks:.4f}", flush=True)
-        res[act] = dict(kernel_limit=C_inf, outputs_limit=f_inf, grid_richardson_error=grid_err, rows=rows)
+        res[act] = dict(kernel_limit=C_inf, outputs_limit=f_inf, grid_richardson_error=grid_err, rows=rows,
+                        particles=particles_vs_gamma_c(size, X, Y, act, f_inf, C_inf, cfg["lr"], cfg["frozen"]))
+        pr = res[act]["particles"]["rows"]
+        fits[f"{act}_particle_output_gap_vs_L"] = C.fit_loglog(
+            [r["depth"] for r in pr], [abs(r["output_gap_to_limit"]) for r in pr], [r["output_last_se"] for r in pr])
+        claims.append(claim_c(act, res[act]["particles"]))
         Ls = [r["depth"] for r in rows]
         fits[f"{act}_kernel_gap_vs_L"] = C.fit_loglog(Ls, [r["gap_to_limit"] for r in rows], [r["gap_to_limit_se"] for r in rows])
         fits[f"{act}_kurtosis_vs_L"] = C.fit_loglog(Ls, [abs(r["excess_kurtosis"]) for r in rows], [r["excess_kurtosis_se"] for r in rows])

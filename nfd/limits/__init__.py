@@ -23,3 +23,5 @@ from ._gamma_c_nonlinear import solve_gamma_c_nonlinear as solve_gamma_c_nonline
 from ._gamma_c_nonlinear import gamma_c_nonlinear_network as gamma_c_nonlinear_network
 from ._gamma_c_nonlinear_infinite import solve_gamma_c_nonlinear_infinite as solve_gamma_c_nonlinear_infinite
 from ._gamma_c_nonlinear_infinite import gamma_c_nonlinear_infinite_network as gamma_c_nonlinear_infinite_network
+from ._richardson import ParticleLimit as ParticleLimit
+from ._nfd import default_replicates as default_replicates

@@ -27,6 +27,15 @@ The rates η_in, η_hid, η_out equal η_c for trained groups and 0 for frozen o
       ż^(k)_ℓ  = Σ_{i<k} g^(i)_ℓ E[∂φ(h^(k)_{ℓ-1})/∂ζ̃^(i)_ℓ],   E[∂F/∂ζ̃] = chol(Θ_ℓ)^{-T} E[F ξ̃]
       ż̃^(k)_ℓ = Σ_{i≤k} φ(h^(i)_{ℓ-1}) E[∂g^(k)_ℓ/∂ζ^(i)_ℓ],   E[∂F/∂ζ] = chol(Σ_{ℓ-1})^{-T} E[F ξ]
 
+``block="post_ms"`` (Tensor Programs VI §6.3, h_ℓ = h_{ℓ-1} + √τ MS(φ(W_ℓ h_{ℓ-1}/√n)), exact mode
+only; derivation in docs/tp6_nonlinear.md): W_ℓ multiplies h_{ℓ-1} and W_ℓᵀ multiplies
+δ_ℓ = φ'(y_ℓ) MS(g_ℓ), and the mean subtraction becomes minus the particle mean::
+
+    y^(k)_ℓ = ζ^(k)_ℓ + ż^(k)_ℓ − √τ η_hid Σ_{i<k} ℓ'_i Σ_{ℓ-1}[i,k] δ^(i)_ℓ,   h^(k)_ℓ = h^(k)_{ℓ-1} + √τ (φ(y) − E φ(y))
+    g^(k)_{ℓ-1} = g^(k)_ℓ + √τ (ζ̃^(k)_ℓ + ż̃^(k)_ℓ) − τ η_hid Σ_{i<k} ℓ'_i Θ_ℓ[i,k] h^(i)_{ℓ-1}
+
+with Σ = E[h h], Θ = E[δ δ] and ż, ż̃ as above with (h, δ) in place of (φ(h), g).
+
 Near-singular Σ or Θ (identical samples, more samples than particles, ReLU paths that are
 exactly zero) are handled by a positive-semidefinite Cholesky: a pivot whose Schur complement
 is below ``singular_tol`` × its variance is dropped (that ζ becomes an exact combination of the
@@ -103,8 +112,10 @@ class ParticleSolution:
         outputs: (K,) f̂^(k) = E[g^(k)_L h^(k)_L], the output on sample k before update k.
         losses: (K,) ℓ(f̂^(k), y^(k)).
         test_outputs: (steps, N) outputs on ``X_test`` before each step, or ``None``.
-        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels).
-        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels).
+        sigma: (L, K, K) ``Σ_{ℓ-1}[i, k] = E[φ(h^(i)_{ℓ-1}) φ(h^(k)_{ℓ-1})]``, ℓ = 1..L (forward kernels;
+            ``E[h^(i)_{ℓ-1} h^(k)_{ℓ-1}]`` for ``block="post_ms"``, whose W_ℓ multiplies h).
+        theta: (L, K, K) Θ_ℓ[i, k] = E[g^(i)_ℓ g^(k)_ℓ], ℓ = 1..L (backward kernels; E[δ^(i)_ℓ δ^(k)_ℓ]
+            with δ_ℓ = φ'(y_ℓ)(g_ℓ − E g_ℓ) for ``block="post_ms"``).
         sigma_min_eig: (L,) smallest eigenvalue of Σ_{ℓ-1} over all K samples (Assumption 1).
         theta_min_eig: (L,) smallest eigenvalue of Θ_ℓ.
         sigma_min_pivot: (L,) smallest Cholesky pivot ratio (Schur complement / variance) seen
@@ -116,6 +127,20 @@ class ParticleSolution:
         network: the :class:`~nfd.ResNet` (width ``None``) that was solved.
         config: the remaining arguments (particles, backward, seed, batch_size, dtype, ...).
         status: :class:`~nfd.Status`: divergence (step, or ``None``) and dropped pivots.
+        outputs_stderr: (K,) standard error of ``outputs``: the standard deviation (ddof=1) of the
+            R replicate systems' outputs / √R (NaN for ``replicates=1``).  It measures the
+            Monte-Carlo error only; the O(R/P) particle bias of each replicate is not in it.
+        losses_stderr, test_outputs_stderr, sigma_stderr, theta_stderr: the same for ``losses``,
+            ``test_outputs``, ``sigma`` and ``theta`` (each of those is the mean over replicates).
+        replicate_outputs: (R, K) each replicate's outputs (for paired comparisons,
+            :func:`nfd.paired_difference`).
+        replicate_losses: (R, K) each replicate's losses.
+        replicate_test_outputs: (R, steps, N) each replicate's test outputs, or ``None``.
+        replicate_sigma, replicate_theta: (R, L, K, K) each replicate's kernels.
+
+    With ``replicates=R`` the P particles form R independent systems of P/R particles (each with its
+    own key, ``jax.random.split`` of the seed's key), run together; every reported number is the mean
+    over the replicates, and ``features``/``grads`` hold all R·(P/R) particles.
     """
 
     outputs: np.ndarray
@@ -133,6 +158,16 @@ class ParticleSolution:
     network: ResNet
     config: dict
     status: Status = Status()
+    outputs_stderr: np.ndarray | None = None
+    losses_stderr: np.ndarray | None = None
+    test_outputs_stderr: np.ndarray | None = None
+    sigma_stderr: np.ndarray | None = None
+    theta_stderr: np.ndarray | None = None
+    replicate_outputs: np.ndarray | None = None
+    replicate_losses: np.ndarray | None = None
+    replicate_test_outputs: np.ndarray | None = None
+    replicate_sigma: np.ndarray | None = None
+    replicate_theta: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +190,8 @@ class _Static:
     noise: str = "store"  # "store" the normals ξ, ξ̃ or "regenerate" them from their counter-based keys
     mesh: Any = None  # jax.sharding.Mesh with a "particles" axis, or None (one device)
     sampling: str = "iid"  # how the particles' Gaussians are drawn (see _draw)
+    R: int = 1  # independent replicate systems of P particles each, vmapped over a leading axis
+    block: str = "pre"  # "pre" (Eq. 1) or "post_ms" (TP VI §6.3, exact backward only; docs/tp6_nonlinear.md)
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -228,7 +265,7 @@ def _condition_each(Lsolve, past_cross, var):
 # Arrays of the solver state whose last axis is the particle axis (sharded over "particles";
 # stored in ``storage`` precision).  Everything else (kernels, Cholesky rows, loss derivatives)
 # is O(L·K²) and replicated on every device.
-_PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp")
+_PARTICLE_KEYS = ("Phi", "G", "hL", "Xi", "Xit", "Hp", "D")
 
 
 # ---- the compiled program: module-level functions of the frozen static description ----------
@@ -396,11 +433,11 @@ def _draw(st: _Static, key, shape, group, l=0, s=0):
     if group == "v":
         return _sobol_normals(st, key, jnp.full((1,), st.d))[0]
     rows = shape[0]
-    R = st.steps * (2 * st.B + st.N)
+    n_rows = st.steps * (2 * st.B + st.N)
     rho = s * (2 * st.B + st.N) + _ROW0[group] * st.B + jnp.arange(rows)
     idx, w = _bridge(st.L, st.refine)
     j = jnp.asarray(idx)[l]  # (J,)
-    dims = st.d + 1 + j[:, None] * R + rho[None, :]  # (J, rows)
+    dims = st.d + 1 + j[:, None] * n_rows + rho[None, :]  # (J, rows)
     z = _sobol_normals(st, key, dims.reshape(-1)).reshape(j.shape[0], rows, st.P)
     return jnp.einsum("j,jrp->rp", jnp.asarray(w, st.dtype)[l], z)
 
@@ -453,6 +490,8 @@ def _init_state(st: _Static):
         state["Xit"] = z(L, H, P)  # backward normals of W_ℓᵀ
     if st.record_paths:
         state["Hp"] = z(L + 1, H, P)
+    if st.block == "post_ms":
+        state["D"] = z(L, H, P)  # δ^(i)_ℓ = φ'(y^(i)_ℓ) MS(g^(i)_ℓ), the vector W_ℓᵀ multiplies, ℓ = 1..L
     return state
 
 
@@ -501,8 +540,10 @@ def _noise_right(st: _Static, state, name, key, l, s, F):
 def _forward_pass(st: _Static, state, s, x, cs):
     """The forward recursion ℓ = 1..L of step s (training samples and test inputs).
 
-    Returns (h_L (M, P), per-layer (φ(h) of the new samples, h_{ℓ-1}, new normals, Cholesky
-    rows, Σ rows, min pivot ratio, dropped pivots), the new rows of the state)."""
+    Returns (h_L (M, P), per-layer h_{ℓ-1} and the argument of φ' in the backward (h_{ℓ-1} for
+    "pre", y_ℓ for "post_ms") of the new samples, new normals, min pivot ratio, dropped pivots,
+    the new rows of the state).  ``Phi`` holds the vectors W_ℓ multiplies: φ(h_{ℓ-1}) ("pre") or
+    h_{ℓ-1} ("post_ms", where Σ_{ℓ-1} is then E[h h])."""
     phi, B, N, d, P = st.activation.fn, st.B, st.N, st.d, st.P
     sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
     start = s * B
@@ -512,8 +553,10 @@ def _forward_pass(st: _Static, state, s, x, cs):
     xg = cs["Xflat"] @ xin.T / d  # (H, M)
     h0 = _pc(st, xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ _hist(st, state, "G", 0))
 
+    ms = st.block == "post_ms"
+
     def fwd(h, l):
-        u = _rnd(st, phi(h))  # (M, P)
+        u = _rnd(st, h if ms else phi(h))  # (M, P): the vector W_ℓ multiplies
         r = _hist(st, state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
         snn = u[:B] @ u[:B].T / P
         xi_new = _normals(st, cs["k_fwd"], l, s, B)
@@ -524,17 +567,30 @@ def _forward_pass(st: _Static, state, s, x, cs):
             At, sd = _condition_each(state["LS"][l], r[:, B:], jnp.mean(u[B:] ** 2, axis=1))
             zeta_t = _noise_left(st, state, "Xi", cs["k_fwd"], l, s, At.T) + sd[:, None] * xi_t
             zeta = jnp.concatenate([zeta, zeta_t], axis=0)
-        coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
-        if st.exact:
-            # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
-            Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
-            coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
-        hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+        if ms:
+            # post_ms: y = W_ℓ h/√n = ζ + ż − √τ η Σ_{i<start} ℓ'_i Σ_{ℓ-1}[i,·] δ^(i)_ℓ,
+            # h_ℓ = h_{ℓ-1} + √τ (φ(y) − E φ(y)); ż = Σ_i δ^(i)_ℓ chol(Θ_ℓ)^{-T} E[h ξ̃^(i)]
+            coef = -sqrt_tau * eta_hid * (c[:, None] * r).T  # (M, H)
+            if st.exact:
+                Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+                coef = coef + solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+            y = zeta + coef @ _hist(st, state, "D", l)
+            fy = phi(y)
+            hn = _pc(st, h + sqrt_tau * (fy - jnp.mean(fy, axis=-1, keepdims=True)))
+            darg = y[:B]
+        else:
+            coef = -tau * eta_hid * (c[:, None] * r).T  # (M, H)
+            if st.exact:
+                # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
+                Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
+                coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
+            hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+            darg = h[:B]
         sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
-        out = (u[:B], h[:B], xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
+        out = (u[:B], h[:B], darg, xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
         return hn, out
 
-    hLn, (u_new, hprev, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(st.L))
+    hLn, (u_new, hprev, darg, xi_new, LS_rows, Sig_rows, fratio, fdrop) = jax.lax.scan(fwd, h0, jnp.arange(st.L))
     new = dict(
         Phi=jax.lax.dynamic_update_slice(state["Phi"], _pack(st, u_new), (0, start, 0)),
         LS=jax.lax.dynamic_update_slice(state["LS"], LS_rows, (0, start, 0)),
@@ -542,23 +598,29 @@ def _forward_pass(st: _Static, state, s, x, cs):
     )
     if st.noise == "store":
         new["Xi"] = jax.lax.dynamic_update_slice(state["Xi"], _pack(st, xi_new), (0, start, 0))
-    return hLn, hprev, xi_new, fratio, fdrop, new
+    return hLn, hprev, darg, xi_new, fratio, fdrop, new
 
 
-def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
+def _backward_pass(st: _Static, state, new, s, gL, darg, xi_new, cs):
     """The backward recursion ℓ = L..1 of step s (training samples only).
 
-    Returns (g_0 (B, P), per-layer g_ℓ, new normals ξ̃, Cholesky rows, Θ rows, min pivot ratio,
-    dropped pivots)."""
+    ``darg`` (L, B, P): the argument of φ' (h_{ℓ-1} for "pre", y_ℓ for "post_ms").  Returns
+    (g_0 (B, P), per-layer g_ℓ, new normals ξ̃, Cholesky rows, Θ rows, min pivot ratio, dropped
+    pivots, δ_ℓ ("post_ms"; ``None`` for "pre")).  Θ_ℓ is the kernel of the vectors W_ℓᵀ
+    multiplies: g_ℓ ("pre") or δ_ℓ = φ'(y_ℓ) MS(g_ℓ) ("post_ms")."""
     dphi, B, P = st.activation.deriv, st.B, st.P
     sqrt_tau, tau, tol, eta_hid = cs["sqrt_tau"], cs["tau"], cs["tol"], cs["eta_hid"]
     start = s * B
     c = state["c"]
 
+    ms = st.block == "post_ms"
+
     def bwd(g, xs_l):
-        l, hp, xi_now = xs_l  # hp: (B, P) = h^(new)_{ℓ-1}; xi_now: this step's forward normals
-        gs = _rnd(st, g)
-        tr = _hist(st, state, "G", l + 1) @ gs.T / P  # (H, B): Θ[i, new], zero for i ≥ start
+        l, hp, xi_now = xs_l  # hp: (B, P) argument of φ'; xi_now: this step's forward normals
+        # b: the vector W_ℓᵀ multiplies (g_ℓ, or δ_ℓ = φ'(y_ℓ) MS(g_ℓ) for post_ms, MS = minus the particle mean)
+        b = dphi(hp) * (g - jnp.mean(g, axis=-1, keepdims=True)) if ms else g
+        gs = _rnd(st, b)
+        tr = _hist(st, state, "D" if ms else "G", l if ms else l + 1) @ gs.T / P  # (H, B): Θ[i, new], 0 for i ≥ start
         tnn = gs @ gs.T / P
         xit_new = _normals(st, cs["k_bwd"], l, s, B, "bwd")
         A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
@@ -566,19 +628,23 @@ def _backward_pass(st: _Static, state, new, s, gL, hprev, xi_new, cs):
         coef = -tau * eta_hid * (c[:, None] * tr).T  # (B, H), past samples only
         if st.exact:
             # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
+            # (post_ms: E[∂δ/∂ζ^(i)], with δ in place of g)
             if st.noise == "store":
-                Ef = _hist(st, new, "Xi", l) @ g.T / P  # (H, B), includes this step's rows
+                Ef = _hist(st, new, "Xi", l) @ b.T / P  # (H, B), includes this step's rows
             else:
-                Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, g)
-                Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ g.T, start, axis=0) / P
+                Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, b)
+                Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ b.T, start, axis=0) / P
             es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
             coef = coef + sqrt_tau * es.T
-        gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
+        if ms:  # g_{ℓ-1} = g_ℓ + √τ W_ℓᵀ δ_ℓ/√n: φ' is inside δ
+            gn = _pc(st, g + sqrt_tau * zt + coef @ _hist(st, new, "Phi", l))
+        else:
+            gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
         the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
-        return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped))
+        return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped), b if ms else None)
 
     gLB = _pc(st, jnp.broadcast_to(gL, (B, P)))
-    return jax.lax.scan(bwd, gLB, (jnp.arange(st.L), hprev, xi_new), reverse=True)
+    return jax.lax.scan(bwd, gLB, (jnp.arange(st.L), darg, xi_new), reverse=True)
 
 
 def _step(st: _Static, state, s, x, y, cs):
@@ -586,7 +652,7 @@ def _step(st: _Static, state, s, x, y, cs):
     B, dtype = st.B, st.dtype
     start = s * B
     c = state["c"]
-    hLn, hprev, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
+    hLn, hprev, darg, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
 
     # ---- output ------------------------------------------------------------------
     gL = cs["v"] - cs["eta_out"] * (c @ _unpack(st, state["hL"]))  # (P,)
@@ -595,8 +661,8 @@ def _step(st: _Static, state, s, x, y, cs):
     lp = loss_grad(st.loss, f, y)
     lval = loss_value(st.loss, f, y)
 
-    g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop) = _backward_pass(st, state, new, s, gL, hprev, xi_new,
-                                                                              cs)
+    g0, (g_new, xit_new, LT_rows, The_rows, bratio, bdrop, d_new) = _backward_pass(st, state, new, s, gL, darg,
+                                                                                     xi_new, cs)
     G_new = jnp.concatenate([g0[None], g_new], axis=0)  # (L+1, B, P)
     new.update(
         G=jax.lax.dynamic_update_slice(state["G"], _pack(st, G_new), (0, start, 0)),
@@ -607,6 +673,8 @@ def _step(st: _Static, state, s, x, y, cs):
     )
     if st.noise == "store":
         new["Xit"] = jax.lax.dynamic_update_slice(state["Xit"], _pack(st, xit_new), (0, start, 0))
+    if st.block == "post_ms":
+        new["D"] = jax.lax.dynamic_update_slice(state["D"], _pack(st, d_new), (0, start, 0))
     if st.record_paths:
         Hn = jnp.concatenate([hprev, hLn[None, :B]], axis=0)
         new["Hp"] = jax.lax.dynamic_update_slice(state["Hp"], _pack(st, Hn), (0, start, 0))
@@ -657,10 +725,15 @@ class _Program:
         self.pack = functools.partial(_pack, st)
         self.unpack = functools.partial(_unpack, st)
         self.pc = functools.partial(_pc, st)
-        self.run = jax.jit(functools.partial(_run, st))
-        self.init = jax.jit(lambda: (_init_state(st), _init_outs(st)))
-        self.advance = jax.jit(functools.partial(_advance, st))
-        self.advance_donating = jax.jit(functools.partial(_advance, st), donate_argnums=(0,))
+        # every array gets a leading replicate axis (R): the replicates are vmapped, each with its
+        # own key; the particle axis of each stays sharded over the mesh
+        self.run = jax.jit(jax.vmap(functools.partial(_run, st), in_axes=(0,) + (None,) * 6))
+        self.init = jax.jit(lambda: jax.vmap(lambda _: (_init_state(st), _init_outs(st)))(jnp.arange(st.R)))
+        # (the loss function's: one rate and horizon per replicate, for per-replicate derivatives)
+        self.run_rates = jax.jit(jax.vmap(functools.partial(_run, st), in_axes=(0, None, None, None, 0, 0, None)))
+        adv = jax.vmap(functools.partial(_advance, st), in_axes=(0, None, None, 0) + (None,) * 6)
+        self.advance = jax.jit(adv)
+        self.advance_donating = jax.jit(adv, donate_argnums=(0,))
 
     def shardings(self, carry):
         """The sharding of every array of a carry (for placing a loaded checkpoint)."""
@@ -688,14 +761,16 @@ def _compiled(st: _Static):
 
 
 def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, exact=False, record_paths=False,
-                             itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False):
+                             itemsize=4, storage_itemsize=None, noise="store", devices=1, per_device=False,
+                             replicates=1, block="pre"):
     """Bytes :func:`solve_particles` needs, estimated before anything is compiled.
 
     Counted: the per-sample particle histories in ``storage_itemsize`` bytes (φ(h) L, g L+1, h_L 1,
     plus the normals ξ, ξ̃ 2L with ``noise="store"``, plus L+1 with ``record_paths``; each K×P),
     four L×K×K kernel/Cholesky arrays, U (P×d) and per-layer temporaries, with 25% slack.  With
     ``devices`` = D the particle arrays are split D ways and the L×K×K arrays are replicated:
-    the result is the total over devices, or (``per_device=True``) one device's share.
+    the result is the total over devices, or (``per_device=True``) one device's share.  With
+    ``replicates`` = R the ``particles`` form R systems, each with its own L×K×K arrays.
 
     Example:
         >>> a = estimate_particle_memory(particles=2**16, depth=64, samples=256, input_dim=10)
@@ -706,8 +781,9 @@ def estimate_particle_memory(*, particles, depth, samples, input_dim, n_test=0, 
     """
     P, L, H = particles, depth, samples
     s_item = itemsize if storage_itemsize is None else storage_itemsize
-    hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)) * H * P * s_item
-    kernels = 4 * L * H * H * itemsize
+    hist = (2 * L + 2 + (2 * L if noise == "store" else 0) + (L + 1 if record_paths else 0)
+            + (L if block == "post_ms" else 0)) * H * P * s_item  # post_ms also stores δ_ℓ
+    kernels = 4 * L * H * H * itemsize * max(int(replicates), 1)
     temps = (P * input_dim + 8 * (H + n_test + 8) * P + L * (H + n_test) * P // max(H, 1)) * itemsize
     if s_item != itemsize:
         temps += 2 * H * P * itemsize  # one layer's history widened to the compute precision
@@ -818,9 +894,10 @@ class ParticleProblem(_driver.Problem):
         return ParticleState(int(meta["step"]), carry, self.fingerprint)
 
     def divergence(self, state: ParticleState):
-        """The first step (of those done) whose output f̂ is not finite, or ``None``."""
-        f = to_host(state.carry[1]["f"]).reshape(-1)
-        return find(f, per_step=self.static.B, upto=state.step * self.static.B)
+        """The first step (of those done) whose output f̂ is not finite in any replicate, or ``None``
+        (``index`` names the replicate)."""
+        f = to_host(state.carry[1]["f"]).reshape(self.static.R, -1)
+        return find(f, batched=True, per_step=self.static.B, upto=state.step * self.static.B)
 
     def loss_fn(self, objective: str = "online", *, K: int | None = None, Y_test=None):
         """The whole run as a pure function ``fn(lr, T) -> scalar`` of η_c and the horizon T.
@@ -842,20 +919,23 @@ class ParticleProblem(_driver.Problem):
             raise ValueError(f"the run is at step {state.step} of {self.steps}; advance it to the end first")
         st, o = self.static, self.options
         state_d, buf = state.carry
-        outs = {k: to_host(v) for k, v in buf.items()}
-        B, L = st.B, st.L
+        outs = {k: to_host(v) for k, v in buf.items()}  # (R, steps, ...) each
+        B, L, R = st.B, st.L, st.R
         K = st.steps * B
-        f = outs["f"].reshape(K)
+        rep_f = outs["f"].reshape(R, K)
+        rep_loss = outs["loss"].reshape(R, K)
+        rep_test = outs.get("ftest")  # (R, steps, N) or None
         if divergence is None:
-            divergence = find(f, per_step=B)
+            divergence = find(rep_f, batched=True, per_step=B)
 
-        fratio = outs["fratio"]  # (steps, L)
-        bratio = outs["bratio"]
-        dropped = (int(outs["fdrop"].sum()), int(outs["bdrop"].sum()))
+        fratio = outs["fratio"].min(axis=0)  # (steps, L), the smallest over replicates
+        bratio = outs["bratio"].min(axis=0)
+        fdrop, bdrop = outs["fdrop"].sum(axis=0), outs["bdrop"].sum(axis=0)  # (steps,)
+        dropped = (int(fdrop.sum()), int(bdrop.sum()))
         first = None
         if dropped != (0, 0):
-            sf = np.nonzero(outs["fdrop"])[0]
-            sb = np.nonzero(outs["bdrop"])[0]
+            sf = np.nonzero(fdrop)[0]
+            sb = np.nonzero(bdrop)[0]
             first = int(min([*sf[:1], *sb[:1]]))
             which = "Σ" if (len(sf) and sf[0] == first) else "Θ"
             layer = int(np.argmin(fratio[first] if which == "Σ" else bratio[first])) + 1
@@ -865,6 +945,8 @@ class ParticleProblem(_driver.Problem):
                 "combinations of earlier ones (identical or nearly collinear samples, a small learning rate, "
                 "or more samples than particles)"
             )
+            if R > 1:
+                msg += f" (counted over the {R} replicates)"
             if "output" in self.network.frozen or "hidden" in self.network.frozen:
                 msg += "; with frozen output/hidden weights the backward kernel Θ is singular by construction"
             if o["on_singular"] == "raise":
@@ -872,20 +954,29 @@ class ParticleProblem(_driver.Problem):
             if o["on_singular"] == "warn":
                 warnings.warn(msg, stacklevel=4)
 
-        Sig = _sym(to_host(state_d["Sig"]))
-        The = _sym(to_host(state_d["The"]))
+        rep_Sig = _sym(to_host(state_d["Sig"]))  # (R, L, K, K)
+        rep_The = _sym(to_host(state_d["The"]))
+        Sig, Sig_se = _mean_se(rep_Sig)
+        The, The_se = _mean_se(rep_The)
         s_eig = t_eig = np.full(L, np.nan)
         if o["eigenvalues"]:
             s_eig, t_eig = _min_eigs(Sig), _min_eigs(The)  # NaN for layers a divergence left non-finite
         feats = grads = None
         if st.record_paths:
             prog = _program(st)
-            feats = np.swapaxes(to_host(prog.unpack(state_d["Hp"])), 0, 1)
-            grads = np.swapaxes(to_host(prog.unpack(state_d["G"])), 0, 1)
+
+            def paths(a):  # (R, L+1, K, P/R) -> (K, L+1, R·P/R): the replicates' particles side by side
+                a = np.asarray(to_host(prog.unpack(a)))
+                return np.transpose(a, (2, 1, 0, 3)).reshape(K, L + 1, R * st.P)
+
+            feats, grads = paths(state_d["Hp"]), paths(state_d["G"])
+        f, f_se = _mean_se(rep_f)
+        lo, lo_se = _mean_se(rep_loss)
+        ft, ft_se = _mean_se(rep_test) if rep_test is not None else (None, None)
         return ParticleSolution(
             outputs=f,
-            losses=outs["loss"].reshape(K),
-            test_outputs=outs.get("ftest"),
+            losses=lo,
+            test_outputs=ft,
             sigma=Sig,
             theta=The,
             sigma_min_eig=s_eig,
@@ -898,7 +989,27 @@ class ParticleProblem(_driver.Problem):
             network=self.network,
             config=dict(o["config"]),
             status=Status.of(divergence, dropped_pivots=dropped, singular_step=first),
+            outputs_stderr=f_se,
+            losses_stderr=lo_se,
+            test_outputs_stderr=ft_se,
+            sigma_stderr=Sig_se,
+            theta_stderr=The_se,
+            replicate_outputs=rep_f,
+            replicate_losses=rep_loss,
+            replicate_test_outputs=rep_test,
+            replicate_sigma=rep_Sig,
+            replicate_theta=rep_The,
         )
+
+
+def _mean_se(a):
+    """Mean over the leading (replicate) axis and its standard error, std (ddof=1) / √R; NaN for R = 1."""
+    a = np.asarray(a)
+    R = a.shape[0]
+    mean = a.mean(axis=0)
+    if R < 2:
+        return mean, np.full_like(mean, np.nan, dtype=np.result_type(mean, np.float32))
+    return mean, a.std(axis=0, ddof=1) / math.sqrt(R)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -921,18 +1032,35 @@ class _LossFn:
     def __eq__(self, other):
         return isinstance(other, _LossFn) and self._key() == other._key()
 
-    def __call__(self, lr, T):
+    @property
+    def replicates(self) -> int:
+        """R, the number of independent replicate systems whose losses are averaged."""
+        return self.problem.static.R
+
+    def replicate_values(self, lr, T):
+        """(R,) the loss of each replicate system at ``lr``, ``T`` (scalars, or (R,) arrays: one
+        rate per replicate, so that one reverse pass gives every replicate's derivative)."""
         st = self.problem.static
-        key, Xs, Ys, Xt, _, _, tol = self.problem.args
+        keys, Xs, Ys, Xt, _, _, tol = self.problem.args
         dtype = st.dtype
         trained = jnp.asarray([0.0 if g in self.problem.network.frozen else 1.0 for g in ("input", "hidden", "output")],
                               dtype)
-        lr = jnp.asarray(lr, dtype)
-        T = jnp.asarray(T, dtype)
-        out = _compiled(st)(key, Xs, Ys, Xt, trained * lr, jnp.sqrt(T / st.L), tol)["outs"]
+        lr = jnp.broadcast_to(jnp.asarray(lr, dtype), (st.R,))
+        T = jnp.broadcast_to(jnp.asarray(T, dtype), (st.R,))
+        out = _program(st).run_rates(keys, Xs, Ys, Xt, lr[:, None] * trained, jnp.sqrt(T / st.L), tol)["outs"]
         if self.objective == "online":
-            return jnp.mean(out["loss"].reshape(-1)[: self.K])
-        return jnp.mean(loss_value(st.loss, out["ftest"][-1], jnp.asarray(self.Y_test, dtype)))
+            return jnp.mean(out["loss"].reshape(st.R, -1)[:, : self.K], axis=1)
+        return jnp.mean(loss_value(st.loss, out["ftest"][:, -1], jnp.asarray(self.Y_test, dtype)), axis=-1)
+
+    def __call__(self, lr, T):
+        return jnp.mean(self.replicate_values(lr, T))
+
+    def stderr(self, lr, T):
+        """The standard error of ``fn(lr, T)``: std over the replicates (ddof=1) / √R (NaN for R = 1)."""
+        v = self.replicate_values(lr, T)
+        if v.shape[0] < 2:
+            return jnp.asarray(jnp.nan, v.dtype)
+        return jnp.std(v, ddof=1) / math.sqrt(v.shape[0])
 
 
 def _min_eigs(M):
@@ -946,6 +1074,36 @@ def _min_eigs(M):
 
 
 _STORAGE = ("float64", "float32", "bfloat16", "float16")
+
+# The default number of replicate systems (an error bar at the same total particle count).
+DEFAULT_REPLICATES = 4
+
+
+def default_replicates(particles: int, devices: int = 1, samples: int = 0) -> int:
+    """The ``replicates`` used when none is given: 4, else 2, else 1 — the largest that divides
+    ``particles`` into systems of at least 2 particles, a multiple of ``devices`` each, and (when
+    possible) more particles than ``samples``.
+
+    Example:
+        >>> default_replicates(4096), default_replicates(4098), default_replicates(4097)
+        (4, 2, 1)
+    """
+    for R in (DEFAULT_REPLICATES, 2):
+        p = particles // R
+        if particles % R == 0 and p >= 2 and p % max(devices, 1) == 0 and p > samples:
+            return R
+    return 1
+
+
+def check_replicates(replicates, particles: int, devices: int = 1, samples: int = 0) -> int:
+    """``replicates`` validated against ``particles`` (``None``: :func:`default_replicates`)."""
+    if replicates is None:
+        return default_replicates(particles, devices, samples)
+    R = check_int("replicates", replicates, min=1)
+    if particles % R or particles // R < 2:
+        raise ValueError(f"replicates must divide particles={particles} into systems of at least 2 particles, "
+                         f"got replicates={replicates!r}")
+    return R
 
 
 def particle_problem(
@@ -969,6 +1127,7 @@ def particle_problem(
     storage_dtype=None,
     noise: str = "store",
     sampling: str = "iid",
+    replicates: int | None = None,
 ) -> ParticleProblem:
     """Validate a particle solve of ``net`` (``net.width`` must be ``None``) and estimate its memory.
 
@@ -985,9 +1144,13 @@ def particle_problem(
         )
     if net.alpha is not None:
         raise ValueError("alpha: the NFD limit fixes α = 1/√n (depth-μP); do not override alpha")
-    if net.block != "pre":
-        raise ValueError(f"block: the particle solver implements pre-activation blocks (Eq. 1), got {net.block!r}")
+    if net.block not in ("pre", "post_ms"):
+        raise ValueError(f"block: the particle solver implements pre-activation blocks (Eq. 1) and the mean-subtracted "
+                         f"block 'post_ms' (TP VI §6.3), got {net.block!r}")
     check_choice("backward", backward, BACKWARDS)
+    if net.block == "post_ms" and backward != "exact":
+        raise ValueError(f"backward: block='post_ms' is implemented in the exact (coupled-network) mode only, "
+                         f"got backward={backward!r}")
     particles = check_int("particles", particles, min=2)
     seed = check_seed(seed)
     check_choice("on_singular", on_singular, ("warn", "regularize", "raise"))
@@ -1026,39 +1189,46 @@ def particle_problem(
         noise_depth = L
     if not isinstance(noise_depth, (int, np.integer)) or isinstance(noise_depth, bool) or noise_depth < L or noise_depth % L:
         raise ValueError(f"noise_depth must be a multiple of depth={L}, got {noise_depth!r}")
-    if sampling == "sobol" and P & (P - 1):
-        raise ValueError(f"particles must be a power of 2 for sampling='sobol' (a balanced Sobol net), got {P}")
     devs = resolve_devices(devices)
     D = 1 if devs is None else len(devs)
+    R = check_replicates(replicates, P, D, K)
+    if sampling == "sobol" and (P // R) & (P // R - 1):
+        raise ValueError(f"particles must be a power of 2 per replicate for sampling='sobol' (each system is one "
+                         f"balanced Sobol net), got particles={P}, replicates={R}")
     if devs is not None:
-        check_divisible(P, devs, "particles")
-    est_kw = dict(particles=P, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
+        check_divisible(P // R, devs, "particles per replicate (particles / replicates)")
+    est_kw = dict(particles=P, replicates=R, depth=L, samples=K, input_dim=net.input_dim, n_test=N, exact=backward == "exact",
                   record_paths=record_paths, itemsize=dtype.itemsize, storage_itemsize=sdt.itemsize, noise=noise,
-                  devices=D)
+                  devices=D, block=net.block)
     est = estimate_particle_memory(**est_kw)
     est_dev = estimate_particle_memory(**est_kw, per_device=True)
     hint = (f"particles={P}, depth={L}, samples={K}, backward={backward!r}, devices={D}; memory grows as "
             "L·K·P + L·K²; storage_dtype='bfloat16' and noise='regenerate' reduce the L·K·P part, and more "
             "devices split it")
     check_device_memory(est, est_dev, devices=devs, what="solve_particles", hint=hint, limit_bytes=max_memory)
-    if K > P:
+    if K > P // R:
         warnings.warn(
-            f"solve_particles: {K} samples but only {P} particles; the particle kernels Σ, Θ have rank ≤ P, "
-            "so later Gaussian directions are degenerate. Use particles > number of samples.",
+            f"solve_particles: {K} samples but only {P // R} particles per replicate (particles={P}, "
+            f"replicates={R}); the particle kernels Σ, Θ have rank ≤ P/R, so later Gaussian directions are "
+            "degenerate. Use particles / replicates > number of samples.",
             stacklevel=3,
         )
 
     st = _Static(
-        P=P, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
+        P=P // R, R=R, L=L, d=net.input_dim, steps=steps, B=B, N=N, exact=backward == "exact", activation=net.activation,
         loss=net.loss, record_paths=bool(record_paths), dtype=dtype, refine=int(noise_depth) // L,
         storage=None if sdt == dtype else sdt, noise=noise, sampling=sampling, mesh=None if devs is None else make_mesh(devs, "particles"),
+        block=net.block,
     )
     rates = np.asarray([0.0 if g in net.frozen else net.lr for g in ("input", "hidden", "output")], np.float64)
     Xs = X.reshape(steps, B, -1)
     Ys = Y.reshape(steps, B)
     Xt = X_test if N else np.zeros((0, net.input_dim))
     sqrt_tau = math.sqrt(net.tau)
-    args = (seed_key(seed), jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
+    key = seed_key(seed)
+    # one key per replicate; a single system keeps the seed's own key (the numbers of earlier versions)
+    keys = key[None] if R == 1 else jax.random.split(key, R)
+    args = (keys, jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(Xt, dtype),
             jnp.asarray(rates, dtype), jnp.asarray(sqrt_tau, dtype), jnp.asarray(singular_tol, dtype))
     ident = dataclasses.replace(st, mesh=None, activation=net.activation.name)
     fingerprint = _checkpoint.fingerprint((ident, int(seed), rates.tolist(), sqrt_tau, float(singular_tol)),
@@ -1066,7 +1236,7 @@ def particle_problem(
     config = dict(
         particles=P, backward=backward, seed=int(seed), batch_size=B, dtype=str(dtype),
         singular_tol=float(singular_tol), memory_estimate=format_bytes(est), noise_depth=int(noise_depth),
-        storage_dtype=sdt.name, noise=noise, devices=D, sampling=sampling,
+        storage_dtype=sdt.name, noise=noise, devices=D, replicates=R, sampling=sampling,
     )
     options = dict(on_singular=on_singular, eigenvalues=bool(eigenvalues),
                    config=config, memory_estimate_bytes=est, memory_per_device_bytes=est_dev)
@@ -1101,7 +1271,7 @@ def solve_particles(
     X,
     Y,
     *,
-    depth: int,
+    depth: int | None,
     particles: int,
     activation: Any = "relu",
     lr: float = 0.1,
@@ -1110,6 +1280,8 @@ def solve_particles(
     frozen: tuple[str, ...] = (),
     seed: int = 0,
     loss: str = "mse",
+    richardson_depths: tuple[int, ...] | None = None,
+    block: str = "pre",
     **kwargs,
 ) -> ParticleSolution:
     """The infinite-width limit of a depth-``depth`` depth-μP ResNet trained by SGD on (X, Y).
@@ -1120,7 +1292,11 @@ def solve_particles(
     Args:
         X: (K, d) training inputs, consumed in order, ``batch_size`` per step.
         Y: (K,) targets (labels in {0, 1} for ``loss="logistic"``).
-        depth: L, the number of Euler–Maruyama steps = depth of the finite network described.
+        depth: L, the number of Euler–Maruyama steps = depth of the finite network described; or
+            ``None`` for L = ∞: Richardson extrapolation over ``richardson_depths`` sharing one Brownian
+            path (:mod:`nfd.limits._richardson`; returns a :class:`~nfd.limits.ParticleLimit`).
+        richardson_depths: with ``depth=None``, 2 or 3 depths each twice the previous (default (8, 16));
+            2 levels give f_∞ ≈ 2 f_{2L} − f_L (error O(1/L²)), 3 levels (8 f_{4L} − 6 f_{2L} + f_L)/3.
         particles: P, the number of particles (Monte-Carlo error O(1/√P)); use P > K.
         activation: name or :class:`~nfd.Activation`.
         lr: η_c (a finite network trains at rate η_c·n).
@@ -1131,6 +1307,9 @@ def solve_particles(
         frozen: parameter groups kept at initialisation, from ``("input", "hidden", "output")``.
         seed: PRNG seed of the particles; the solution is a pure function of it.
         loss: ``"mse"`` or ``"logistic"``.
+        block: ``"pre"`` (Eq. 1, default) or ``"post_ms"``, the mean-subtracted block of Tensor
+            Programs VI §6.3, h_ℓ = h_{ℓ-1} + √τ MS(φ(W_ℓ h_{ℓ-1}/√n)), in the limit MS(a) = a − E[a]
+            (``backward="exact"`` only; derivation in docs/tp6_nonlinear.md).
         batch_size: samples per SGD step (the update averages their gradients).
         X_test: optional (N, d) inputs evaluated before every step (never trained on).
         dtype: ``jnp.float32`` (default) or ``jnp.float64``.
@@ -1170,6 +1349,16 @@ def solve_particles(
             seeds is 4–6× smaller than with ``"iid"`` at P = 2¹⁰–2¹⁴ (17–39× less variance) at
             ≈ 1–2.5× the time per solve and a few seconds more compilation.  Dimensions beyond
             21201 (scipy's Sobol table) are drawn iid.
+        replicates: R, the number of independent particle systems the ``particles`` are split into
+            (P/R particles each, every one with its own key from ``jax.random.split`` of the seed's
+            key, run together: vmapped on one device; with ``devices`` each system's particles are
+            sharded, so P/R must be a multiple of the device count).  Every result is the mean over the
+            systems and ``outputs_stderr`` (and the other ``*_stderr``) their standard deviation / √R.
+            Default ``None``: 4, else 2, else 1 (:func:`default_replicates`), so results carry an error
+            bar at the same total particle count.  The bias differs: each system of P/R particles has
+            the O(R/P) bias of its size (R times that of one system of P; measured in
+            docs/nfd_solver.md), while the Monte-Carlo error is the same.  ``replicates=1`` is one
+            system of P particles (no error bar; the numbers of earlier versions).
         checkpoint: path of a checkpoint file: if it exists the solve resumes from it (it must belong
             to the same problem), and the state is written there every ``checkpoint_every`` steps and
             at the end.  A resumed run is bit-identical to an uninterrupted one on the same devices.
@@ -1188,9 +1377,17 @@ def solve_particles(
         >>> sol.outputs.shape, sol.sigma.shape
         ((4,), (8, 4, 4))
     """
+    if depth is None:
+        from ._richardson import solve_particles_limit
+
+        return solve_particles_limit(X, Y, richardson_depths=richardson_depths, particles=particles,
+                                     activation=activation, lr=lr, T=T, backward=backward, frozen=frozen, seed=seed,
+                                     loss=loss, **kwargs)
+    if richardson_depths is not None:
+        raise ValueError(f"richardson_depths: only used with depth=None (the L = ∞ extrapolation), got depth={depth!r}")
     X_arr = check_inputs_2d(X)
     net = ResNet(
-        depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block="pre",
+        depth=depth, input_dim=X_arr.shape[1], width=None, activation=activation, T=T, block=block,
         parameterization="depth_mup", lr=lr, frozen=frozen, loss=loss,
     )
     return solve_particles_network(net, X, Y, particles=particles, backward=backward, seed=seed, **kwargs)
