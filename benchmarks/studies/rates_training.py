@@ -127,7 +127,7 @@ def plot(doc: dict):
     cfg, fits, res = doc["config"], doc["fits"], doc["results"]
     fb_all = [fb for fb in ("decoupled", "coupled") if f"rms_vs_width_{fb}" in fits]
     modes = [lb for lb in ("gia", "exact") if f"depth_error_{lb}" in fits]
-    fig, ax = C.figure(1, 3, w=5.4, h=4.0)
+    fig, ax = C.figure(1, 4, w=5.2, h=4.0)
     a = ax[0, 0]
     for i, lb in enumerate(modes):
         _plot_depth(a, fits[f"depth_error_{lb}"], f"{lb} (paired, jackknife CI)", "os"[i % 2])
@@ -161,6 +161,11 @@ def plot(doc: dict):
     a.legend(fontsize=6)
     a.set(xlabel="width n", ylabel="variance reduction factor (± 2 SE)",
           title="(b) what each option buys (steps k ≥ 1)")
+    a = ax[0, 3]
+    if "rms_vs_depth_at_fixed_width" in fits:
+        C.plot_fit(a, fits["rms_vs_depth_at_fixed_width"], f"rms coupled, n = {cfg['depth_width']}", expected=0.0,
+                   expected_label="DMFT App. I: independent of L")
+    a.set(xlabel="depth L", ylabel="rms |f_n − f̂_L|", title="width error across depth")
     return fig
 
 
@@ -179,6 +184,8 @@ def run(size: str, out_dir: str) -> dict:
         widths=C.pick(size, [8, 16], [32, 64, 128, 256, 512], [32, 64, 128, 256, 512, 1024]),
         width_depth=C.pick(size, 1, 4, 8),
         seeds=C.pick(size, 8, 512, 8192), seed=0, finite_dtype="float32",
+        depth_width=C.pick(size, 16, 128, 512), depth_seeds=C.pick(size, 8, 128, 1024),
+        depth_sweep_max=C.pick(size, 2, 32, 128),
     )
     X, Y = data(cfg["K"], cfg["d"], cfg["data_seed"])
     pairs = C.pick(size, (("coupled", "exact"),), (("decoupled", "gia"), ("coupled", "exact")),
@@ -204,6 +211,8 @@ def run(size: str, out_dir: str) -> dict:
         finf = richardson([reps[L] for L in cfg["richardson_depths"]])
         E = np.stack([reps[L] - finf for L in depths], axis=1)  # (R, nL, K)
         fit = jackknife_fit(depths, E, cfg["fit_min_depth"])
+        # the slope's s.e. falls like 1/√(total particles) at fixed depths: the count a 0.15 half-width needs
+        fit["particles_for_half_width_0.15"] = int(cfg["particles"] * (fit["half_width"] / 0.15) ** 2)
         fits[f"depth_error_{lb}"] = fit
         fits[f"depth_error_{lb}_all_depths"] = {k: v for k, v in jackknife_fit(depths, E, 1).items()}
         # paired vs unpaired standard error of f_L − f_∞ (mean over steps k ≥ 1)
@@ -218,6 +227,8 @@ def run(size: str, out_dir: str) -> dict:
                        paired_se=pair[i], unpaired_se=unp[i], solve_s=secs[L])
                   for i, L in enumerate(depths)])
         lim[lb] = reps[L0]
+        if lb == "exact":
+            lim_by_depth = dict(reps)
 
     # ---- (b) width error of finite networks at fixed depth ----
     for fb, lb in pairs:
@@ -268,6 +279,25 @@ def run(size: str, out_dir: str) -> dict:
         fits[f"bias_vs_width_{fb}"] = C.fit_loglog(ns, [r["bias_avg"] for r in rows], [r["bias_avg_se"] for r in rows])
         fits[f"rms_vs_width_{fb}"] = C.fit_loglog(ns, [r["rms_avg"] for r in rows], [r["rms_avg_se"] for r in rows])
 
+    # ---- (b') one width across depth: coupled networks against the exact limit of the same depth (part (a)'s
+    # solves): does the width error grow with L? (DMFT App. I / Fig. C.8a: no)
+    rows = []
+    if "exact" in modes:
+        for L in [L for L in depths if L <= cfg["depth_sweep_max"]]:
+            fr = lim_by_depth[L]
+            fhat, fhat_se = fr.mean(0), fr.std(0, ddof=1) / math.sqrt(fr.shape[0])
+            sim = nfd.simulate(X, Y, width=cfg["depth_width"], depth=L, activation=cfg["activation"], lr=cfg["lr"],
+                               T=cfg["T"], backward="coupled", seeds=cfg["depth_seeds"], seed=cfg["seed"], record=(),
+                               dtype=jnp.float32)
+            D = np.asarray(sim.outputs, np.float64) - fhat[None]
+            m2, se_m2 = C.mean_se(D**2)
+            rms = np.sqrt(m2)
+            rse = se_m2 / (2 * np.maximum(rms, 1e-300))
+            rows.append(dict(depth=L, rms_avg=rms[1:].mean(), rms_avg_se=math.sqrt((rse[1:] ** 2).sum()) / (len(rms) - 1)))
+        fits["rms_vs_depth_at_fixed_width"] = C.fit_loglog([r["depth"] for r in rows], [r["rms_avg"] for r in rows],
+                                                           [r["rms_avg_se"] for r in rows])
+    res["finite_depth_sweep"] = dict(width=cfg["depth_width"], rows=rows)
+
     # ---- claims ----
     claims = []
     for lb in modes:
@@ -275,8 +305,9 @@ def run(size: str, out_dir: str) -> dict:
         claims.append(C.claim(
             f"{lb} limit: depth error |f̂_L − f̂_∞| shrinks like 1/L", "NFD Thm 1 (App. G), rate O(1/L)",
             f"slope {C.slope_str(fd)} (95 % jackknife, half-width {fd['half_width']:.2f}; L = {cfg['fit_min_depth']}…"
-            f"{max(depths)}, paired, f̂_∞ Richardson {tuple(cfg['richardson_depths'])})",
-            C.in_ci(fd, -1.0, max_width=0.6)))
+            f"{max(depths)}, paired, f̂_∞ Richardson {tuple(cfg['richardson_depths'])}; half-width 0.15 needs "
+            f"≈ {fd['particles_for_half_width_0.15']:.2g} particles)",
+            C.in_ci(fd, -1.0, max_width=0.6) if fd["n_points"] >= 4 else None))
     for fb, lb in pairs:
         fr, fbias = fits[f"rms_vs_width_{fb}"], fits[f"bias_vs_width_{fb}"]
         claims.append(C.claim(f"{fb}: one network's error |f_n − f̂_L| shrinks like n^-1/2 (fluctuations)",
@@ -289,6 +320,12 @@ def run(size: str, out_dir: str) -> dict:
                               f"{int(above.sum())}/{len(above)} widths above 2 s.e.",
                               C.in_ci(fbias, -1.0) if above.sum() >= 3 else None))
 
+    if "rms_vs_depth_at_fixed_width" in fits:
+        fdw = fits["rms_vs_depth_at_fixed_width"]
+        claims.append(C.claim("width error at fixed n does not grow with L", "DMFT App. I / Fig. C.8a",
+                              f"rms vs L slope {C.slope_str(fdw)} at n = {cfg['depth_width']}",
+                              None if (fdw["slope"] is None or np.diff(fdw["slope_ci95"])[0] > 1.0)
+                              else bool(fdw["slope_ci95"][0] <= 0.0)))
     notes = [
         "(a) paired: all depths share seed, replicates and one Brownian path (noise_depth = the finest depth); "
         "f̂_∞ = Richardson extrapolation of the finest depths per replicate; slope CI by jackknife over replicates.",
