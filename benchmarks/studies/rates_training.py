@@ -183,7 +183,7 @@ def run(size: str, out_dir: str) -> dict:
         activation="tanh", lr=0.5, T=1.0, d=3, K=C.pick(size, 3, 6, 10), data_seed=0,
         depths=C.pick(size, [1, 2], [1, 2, 4, 8, 16, 32, 64], [1, 2, 4, 8, 16, 32, 64, 128, 256]),
         richardson_depths=C.pick(size, [1, 2], [32, 64], [64, 128, 256]),
-        particles=C.pick(size, 256, 2**15, 2**20), replicates=C.pick(size, 4, 32, 64), solver_seed=1,
+        particles=C.pick(size, 256, 2**15, 2**19), replicates=C.pick(size, 4, 32, 64), solver_seed=1,
         solver_dtype="float64", fit_min_depth=C.pick(size, 1, 2, 4),
         widths=C.pick(size, [8, 16], [32, 64, 128, 256, 512], [32, 64, 128, 256, 512, 1024]),
         width_depth=C.pick(size, 1, 4, 8),
