@@ -43,7 +43,9 @@ earlier ones), counted and reported in the result (``on_singular="warn"`` also w
 ``on_singular="raise"`` raises :class:`~nfd.SingularCovarianceError`).  With a frozen output
 layer g^(k)_L = v for every k, so Θ_L is singular by construction and dropping is exactly right.
 
-Cost: O(P·L·K²) time, (4·L + 2)·K·P + 4·L·K² numbers of memory (K = number of samples).
+Cost: O(P·L·K²) time, (4·L + 2)·K·P + 4·L·K² numbers of memory (K = number of samples).  Step s
+reads the histories' filled rows only (rounded up to one of ``READ_CHUNKS`` prefix lengths; on by
+default for large solves, :func:`_read_chunks`), about 0.6 of the preallocated K rows on average.
 
 Scaling out (docs/scaling.md): ``devices=`` shards the particle axis over a ``jax.sharding`` mesh
 (every particle mean E[·] becomes an all-reduce, inserted by XLA's SPMD partitioner; the normals
@@ -192,6 +194,12 @@ class _Static:
     sampling: str = "iid"  # how the particles' Gaussians are drawn (see _draw)
     R: int = 1  # independent replicate systems of P particles each, vmapped over a leading axis
     block: str = "pre"  # "pre" (Eq. 1) or "post_ms" (TP VI §6.3, exact backward only; docs/tp6_nonlinear.md)
+    # History reads at step s touch only the filled rows (< s·B, or < s·B + B for this step's
+    # updated arrays), rounded up to one of ``read_chunks`` prefix lengths (:func:`_prefixes`);
+    # 1 reads every preallocated row (the earlier code); None: :func:`_read_chunks` decides by size.
+    # Results differ only in summation order.  Not in the repr (the checkpoint fingerprint): it
+    # does not change what is computed.
+    read_chunks: int | None = dataclasses.field(default=None, repr=False)
 
 
 # Counts traces of the compiled solver (tests check there is one per problem size).
@@ -505,9 +513,81 @@ def _init_outs(st: _Static):
     return {k: _rep(st, v) for k, v in o.items()}
 
 
-def _hist(st: _Static, state, name, l):
-    """Layer l of a stored history in the compute dtype."""
-    return _unpack(st, state[name][l])
+# Filled-row reads (read_chunks > 1) compile one branch per prefix length at every read: about
+# 1-3 s more compilation on a CPU (benchmarks/history_reads.py), paid back in one solve only when
+# the reads are large.  The default turns them on (READ_CHUNKS prefixes: 0.625 of the full rows on
+# average) when one solve's full-row reads would move at least READ_BYTES.
+READ_CHUNKS = 4
+READ_BYTES = 2**34
+
+
+def _read_chunks(st: _Static) -> int:
+    """The number of prefix lengths the history reads use (``st.read_chunks``, or by size)."""
+    if st.read_chunks is not None:
+        return int(st.read_chunks)
+    H = st.steps * st.B
+    full = st.R * st.steps * st.L * (6 + 2 * st.exact) * H * st.P * _sdt(st).itemsize
+    return READ_CHUNKS if full >= READ_BYTES else 1
+
+
+def _prefixes(st: _Static) -> tuple[int, int]:
+    """(C, n): the history reads use the first j·C rows (clipped to H), j = 0..n, C a multiple of B.
+
+    A read at step s needs rows < s·B (or < s·B + B): j = ⌈rows / C⌉, so at most C − 1 zero rows
+    are read.  Averaged over the run the rows read are ≈ H·(1/2 + 1/(2n)) instead of H."""
+    steps, B = st.steps, st.B
+    n = max(1, min(_read_chunks(st), steps))
+    C = B * -(-steps // n)
+    return C, -(-(steps * B) // C)
+
+
+def _filled(st: _Static, arr, l, rows, fn, w, zero):
+    """``fn(x, w)`` of the filled prefix x (r, P) of ``arr[l]`` (``arr`` (H, P) when ``l`` is None)
+    in the compute dtype, r the smallest prefix length ≥ ``rows`` (traced); zeros of shape ``zero``
+    when ``rows`` is 0.  One branch per prefix length (``lax.switch``: static shapes; the index is
+    not batched under the replicate vmap, so only the chosen branch runs).  Under reverse-mode
+    differentiation the branches' residuals would be kept side by side (one (r, P) slice per
+    branch); ``jax.checkpoint`` keeps the inputs instead (``arr`` is loop-invariant in the layer
+    scan, so it is not stacked) and recomputes the read in the backward pass."""
+    C, n = _prefixes(st)
+    H = st.steps * st.B
+    if n == 1:  # one prefix: the whole history
+        return fn(_unpack(st, arr if l is None else arr[l]), w)
+    P = arr.shape[-1]
+
+    def read(arr, l, rows, w):
+        def branch(j):
+            r = min(j * C, H)
+            if j == 0:
+                return lambda: jnp.zeros(zero, st.dtype)
+            if l is None:
+                return lambda: fn(_unpack(st, arr[:r]), w)
+            return lambda: fn(_unpack(st, jax.lax.dynamic_slice(arr, (l, 0, 0), (1, r, P))[0]), w)
+
+        j = jnp.clip((rows + C - 1) // C, 0, n)
+        return jax.lax.switch(j, [branch(j_) for j_ in range(n + 1)])
+
+    return jax.checkpoint(read, prevent_cse=False, static_argnums=(1,) if l is None else ())(arr, l, rows, w)
+
+
+def _hist_left(st: _Static, state, name, l, coef, rows):
+    """coef (M, H) (or (H,)) @ history ``name`` of layer l (H, P), reading only its rows < ``rows``
+    (the others are zero, so the result is the same up to summation order).  ``l=None``: a
+    history without a layer axis (hL)."""
+    arr = state[name]
+    return _filled(st, arr, l, rows, lambda x, w: w[..., :x.shape[0]] @ x, coef, coef.shape[:-1] + arr.shape[-1:])
+
+
+def _hist_right(st: _Static, state, name, l, F, rows):
+    """History ``name`` of layer l (H, P) @ F.T (P, M), reading only its rows < ``rows`` (the
+    result's other rows are 0)."""
+    H = st.steps * st.B
+
+    def fn(x, w):
+        y = x @ w.T
+        return y if x.shape[0] == H else jnp.concatenate([y, jnp.zeros((H - x.shape[0],) + y.shape[1:], y.dtype)])
+
+    return _filled(st, state[name], l, rows, fn, F, (H, F.shape[0]))
 
 
 _GROUP = {"Xi": "fwd", "Xit": "bwd"}
@@ -516,7 +596,7 @@ _GROUP = {"Xi": "fwd", "Xit": "bwd"}
 def _noise_left(st: _Static, state, name, key, l, s, AT):
     """AT (R, H) @ ξ_l (H, P): rows of ξ of the samples of steps < s (later rows of AT are 0)."""
     if st.noise == "store":
-        return AT @ _hist(st, state, name, l)
+        return _hist_left(st, state, name, l, AT, s * st.B)
     B = st.B
 
     def body(j, acc):
@@ -528,7 +608,7 @@ def _noise_left(st: _Static, state, name, key, l, s, AT):
 def _noise_right(st: _Static, state, name, key, l, s, F):
     """ξ_l (H, P) @ F.T (P, M) for the samples of steps < s (other rows 0)."""
     if st.noise == "store":
-        return _hist(st, state, name, l) @ F.T
+        return _hist_right(st, state, name, l, F, s * st.B)
     B = st.B
 
     def body(j, acc):
@@ -551,13 +631,13 @@ def _forward_pass(st: _Static, state, s, x, cs):
     xin = jnp.concatenate([x, cs["Xt"]], axis=0) if N else x  # (M, d)
     # ---- input layer ------------------------------------------------------------
     xg = cs["Xflat"] @ xin.T / d  # (H, M)
-    h0 = _pc(st, xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * (c[:, None] * xg).T @ _hist(st, state, "G", 0))
+    h0 = _pc(st, xin @ cs["U"].T / math.sqrt(d) - cs["eta_in"] * _hist_left(st, state, "G", 0, (c[:, None] * xg).T, start))
 
     ms = st.block == "post_ms"
 
     def fwd(h, l):
         u = _rnd(st, h if ms else phi(h))  # (M, P): the vector W_ℓ multiplies
-        r = _hist(st, state, "Phi", l) @ u.T / P  # (H, M): Σ[i, new], zero for i ≥ start
+        r = _hist_right(st, state, "Phi", l, u, start) / P  # (H, M): Σ[i, new], zero for i ≥ start
         snn = u[:B] @ u[:B].T / P
         xi_new = _normals(st, cs["k_fwd"], l, s, B)
         A, D, rows_solve, ratio, dropped = _grow(state["LS"][l], r[:, :B], snn, start, tol)
@@ -574,7 +654,7 @@ def _forward_pass(st: _Static, state, s, x, cs):
             if st.exact:
                 Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
                 coef = coef + solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
-            y = zeta + coef @ _hist(st, state, "D", l)
+            y = zeta + _hist_left(st, state, "D", l, coef, start)
             fy = phi(y)
             hn = _pc(st, h + sqrt_tau * (fy - jnp.mean(fy, axis=-1, keepdims=True)))
             darg = y[:B]
@@ -584,7 +664,7 @@ def _forward_pass(st: _Static, state, s, x, cs):
                 # ż = Σ_{i<start} g^(i)_ℓ chol(Θ_ℓ)^{-T} E[φ(h) ξ̃^(i)]
                 Et = _noise_right(st, state, "Xit", cs["k_bwd"], l, s, u) / P  # (H, M)
                 coef = coef + sqrt_tau * solve_triangular(state["LT"][l], Et, lower=True, trans="T").T
-            hn = _pc(st, h + sqrt_tau * zeta + coef @ _hist(st, state, "G", l + 1))
+            hn = _pc(st, h + sqrt_tau * zeta + _hist_left(st, state, "G", l + 1, coef, start))
             darg = h[:B]
         sig_rows = jax.lax.dynamic_update_slice(r[:, :B].T, snn, (0, start))
         out = (u[:B], h[:B], darg, xi_new, rows_solve, sig_rows, jnp.min(ratio), jnp.sum(dropped))
@@ -620,7 +700,7 @@ def _backward_pass(st: _Static, state, new, s, gL, darg, xi_new, cs):
         # b: the vector W_ℓᵀ multiplies (g_ℓ, or δ_ℓ = φ'(y_ℓ) MS(g_ℓ) for post_ms, MS = minus the particle mean)
         b = dphi(hp) * (g - jnp.mean(g, axis=-1, keepdims=True)) if ms else g
         gs = _rnd(st, b)
-        tr = _hist(st, state, "D" if ms else "G", l if ms else l + 1) @ gs.T / P  # (H, B): Θ[i, new], 0 for i ≥ start
+        tr = _hist_right(st, state, "D" if ms else "G", l if ms else l + 1, gs, start) / P  # (H, B): Θ[i, new], 0 for i ≥ start
         tnn = gs @ gs.T / P
         xit_new = _normals(st, cs["k_bwd"], l, s, B, "bwd")
         A, D, rows_solve, ratio, dropped = _grow(state["LT"][l], tr, tnn, start, tol)
@@ -630,16 +710,16 @@ def _backward_pass(st: _Static, state, new, s, gL, darg, xi_new, cs):
             # ż̃ = Σ_{i≤now} φ(h^(i)_{ℓ-1}) chol(Σ_{ℓ-1})^{-T} E[g ξ^(i)]
             # (post_ms: E[∂δ/∂ζ^(i)], with δ in place of g)
             if st.noise == "store":
-                Ef = _hist(st, new, "Xi", l) @ b.T / P  # (H, B), includes this step's rows
+                Ef = _hist_right(st, new, "Xi", l, b, start + B) / P  # (H, B), includes this step's rows
             else:
                 Ef = _noise_right(st, state, "Xi", cs["k_fwd"], l, s, b)
                 Ef = jax.lax.dynamic_update_slice_in_dim(Ef, xi_now @ b.T, start, axis=0) / P
             es = solve_triangular(new["LS"][l], Ef, lower=True, trans="T")
             coef = coef + sqrt_tau * es.T
         if ms:  # g_{ℓ-1} = g_ℓ + √τ W_ℓᵀ δ_ℓ/√n: φ' is inside δ
-            gn = _pc(st, g + sqrt_tau * zt + coef @ _hist(st, new, "Phi", l))
+            gn = _pc(st, g + sqrt_tau * zt + _hist_left(st, new, "Phi", l, coef, start + B))
         else:
-            gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + coef @ _hist(st, new, "Phi", l)))
+            gn = _pc(st, g + dphi(hp) * (sqrt_tau * zt + _hist_left(st, new, "Phi", l, coef, start + B)))
         the_rows = jax.lax.dynamic_update_slice(tr.T, tnn, (0, start))
         return gn, (g, xit_new, rows_solve, the_rows, jnp.min(ratio), jnp.sum(dropped), b if ms else None)
 
@@ -655,7 +735,7 @@ def _step(st: _Static, state, s, x, y, cs):
     hLn, hprev, darg, xi_new, fratio, fdrop, new = _forward_pass(st, state, s, x, cs)
 
     # ---- output ------------------------------------------------------------------
-    gL = cs["v"] - cs["eta_out"] * (c @ _unpack(st, state["hL"]))  # (P,)
+    gL = cs["v"] - cs["eta_out"] * _hist_left(st, state, "hL", None, c, start)  # (P,)
     f_all = hLn @ gL / st.P  # (M,)
     f = f_all[:B]
     lp = loss_grad(st.loss, f, y)

@@ -1,0 +1,125 @@
+"""The particle solver's history reads over the filled rows only (``read_chunks``, issue #18 item 5)
+equal the reads of every preallocated row up to floating-point summation order.
+
+Round-off bounds (float64, ε = 2⁻⁵³; Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1):
+a dot product of n terms computed in any order is within γ_n·Σ|a_i x_i| of the exact value,
+γ_n = nε/(1 − nε).  The filled-prefix read computes the same dot products with the zero rows left
+out (each zero term is exactly 0), so the two results differ by at most 2·γ_n·Σ|a_i x_i|, n the
+length of the contraction (rows H for coef @ history, particles P for history @ F.T).  That bound
+is checked directly on the two helpers.
+
+End to end, each step passes the difference through S = 2L + 2 sequential stages (input layer, L
+forward layers, output, L backward layers) per step, steps·S in all, each adding at most
+2·γ_n (n = H + P covers both contractions) relative to the size of the quantity, and amplified
+by the linear solves with the Cholesky factors of Σ and Θ by at most their condition number κ
+(forward error ≤ κ × backward error).  So every output, kernel and path may differ by
+    steps · S · 2γ_{H+P} · κ · max|value|
+(κ the largest condition number of Σ_ℓ and Θ_ℓ over layers, from the solution's kernels, on the
+directions the solver keeps: eigenvalues below ``singular_tol``·λ_max are dropped as singular).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nfd
+from nfd import _driver
+from nfd.limits import _nfd
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+EPS = float(np.finfo(np.float64).eps) / 2  # unit round-off 2⁻⁵³
+
+
+def gamma(n):
+    return n * EPS / (1 - n * EPS)
+
+
+def _static(steps, B, P, chunks):
+    return _nfd._Static(P=P, L=2, d=1, steps=steps, B=B, N=0, exact=False, activation=None, loss="mse",
+                        record_paths=False, dtype=jnp.float64, read_chunks=chunks)
+
+
+@pytest.mark.parametrize("steps, B, chunks", [(5, 1, 2), (5, 1, 8), (4, 2, 3), (3, 3, 1)])
+def test_prefix_reads_equal_full_reads_within_the_summation_order_bound(steps, B, chunks):
+    P, L = 64, 2
+    H = steps * B
+    st = _static(steps, B, P, chunks)
+    rng = np.random.default_rng(0)
+    fns = {}
+    for ll, name in ((0, "A"), (1, "A"), (None, "a")):
+        fns[ll, name] = jax.jit(lambda state, coef, F, r, ll=ll, name=name: (
+            _nfd._hist_left(st, state, name, ll, coef, r), _nfd._hist_right(st, state, name, ll, F, r)))
+    for rows in range(0, H + 1):
+        hist = rng.normal(size=(L, H, P))
+        hist[:, rows:] = 0.0  # rows ≥ rows are unfilled (zeros), as in the solver's state
+        coef = rng.normal(size=(3, H))
+        F = rng.normal(size=(2, P))
+        for (ll, name), fn in fns.items():
+            l = 0 if ll is None else ll
+            state = {"A": jnp.asarray(hist), "a": jnp.asarray(hist[l])}
+            left, right = (np.asarray(v) for v in fn(state, jnp.asarray(coef), jnp.asarray(F), rows))
+            full_left, full_right = coef @ hist[l], hist[l] @ F.T
+            bound_l = 2 * gamma(H) * (np.abs(coef) @ np.abs(hist[l]))
+            bound_r = 2 * gamma(P) * (np.abs(hist[l]) @ np.abs(F).T)
+            assert left.shape == full_left.shape and right.shape == full_right.shape
+            assert np.all(np.abs(left - full_left) <= bound_l), (rows, ll, name)
+            assert np.all(np.abs(right - full_right) <= bound_r), (rows, ll, name)
+            assert np.all(right[rows:] == 0.0)
+
+
+def _cond_on_range(M, tol):
+    """Condition number of a PSD kernel on the directions the solver keeps: eigenvalues at or
+    below tol·λ_max are the singular directions its Cholesky drops (e.g. Θ_L with two samples of
+    one mini-batch, whose g_L are identical)."""
+    w = np.linalg.eigvalsh(M)
+    return w[-1] / np.min(w[w > tol * w[-1]])
+
+
+def _solve(prob, chunks):
+    p = dataclasses.replace(prob, static=dataclasses.replace(prob.static, read_chunks=chunks))
+    return _driver.run(p)
+
+
+CASES = [
+    dict(backward="gia", noise="store"),
+    dict(backward="exact", noise="store"),
+    dict(backward="gia", noise="regenerate"),
+    dict(backward="exact", noise="regenerate", batch_size=2),
+    dict(backward="exact", noise="store", block="post_ms", X_test=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_solve_with_filled_row_reads_equals_full_reads(case):
+    case = dict(case)
+    block = case.pop("block", "pre")
+    B = case.pop("batch_size", 1)
+    test = case.pop("X_test", False)
+    K, d, L, P = 6, 2, 3, 256
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(K, d))
+    Y = np.tanh(X[:, 0] - 0.5 * X[:, 1])
+    net = nfd.ResNet(depth=L, input_dim=d, activation="tanh", lr=0.5, block=block)
+    prob = nfd.particle_problem(net, X, Y, particles=P, replicates=2, dtype=jnp.float64, batch_size=B,
+                                record_paths=True, X_test=rng.normal(size=(2, d)) if test else None, **case)
+    ref = _solve(prob, 1)
+    steps, H = K // B, K
+    kappa = max(_cond_on_range(a, _nfd.default_singular_tol(jnp.float64)) for a in (*ref.sigma, *ref.theta))
+    rel = steps * (2 * L + 2) * 2 * gamma(H + P // 2) * kappa
+    assert rel < 1e-4  # meaningful: a wrong or missing row changes the results by O(1)
+    # chunks 2: prefixes of ⌈steps/2⌉·B rows (zero rows inside the read); the default; one per step
+    worst = 0.0
+    for chunks in (2, _nfd.READ_CHUNKS, steps):
+        sol = _solve(prob, chunks)
+        for name in ("outputs", "sigma", "theta", "features", "grads", "test_outputs"):
+            a, b = getattr(ref, name), getattr(sol, name)
+            if a is None:
+                assert b is None
+                continue
+            np.testing.assert_allclose(b, a, rtol=0, atol=rel * np.max(np.abs(a)), err_msg=f"{name}, chunks={chunks}")
+            worst = max(worst, float(np.max(np.abs(b - a)) / np.max(np.abs(a))))
+    print(f"largest relative difference {worst:.1e}, bound {rel:.1e} (kappa {kappa:.1e})")
