@@ -513,12 +513,13 @@ def _init_outs(st: _Static):
     return {k: _rep(st, v) for k, v in o.items()}
 
 
-# Filled-row reads (read_chunks > 1) compile one branch per prefix length at every read: about
-# 1-3 s more compilation on a CPU (benchmarks/history_reads.py), paid back in one solve only when
-# the reads are large.  The default turns them on (READ_CHUNKS prefixes: 0.625 of the full rows on
-# average) when one solve's full-row reads would move at least READ_BYTES.
+# Filled-row reads (read_chunks > 1) compile one branch per prefix length at every read: 1-2 s
+# more compilation on 2 CPU cores (benchmarks/history_reads.py), which one solve pays back only
+# when its reads are large (measured: 0.7 s saved at 4.3 GB of full-row reads, 3.4 s at 35 GB).
+# The default turns them on (READ_CHUNKS prefixes: ≈ 0.625 of the full rows on average) when one
+# solve's full-row reads would move at least READ_BYTES; smaller solves keep the earlier program.
 READ_CHUNKS = 4
-READ_BYTES = 2**34
+READ_BYTES = 2**33
 
 
 def _read_chunks(st: _Static) -> int:
