@@ -123,3 +123,14 @@ def test_solve_with_filled_row_reads_equals_full_reads(case):
             np.testing.assert_allclose(b, a, rtol=0, atol=rel * np.max(np.abs(a)), err_msg=f"{name}, chunks={chunks}")
             worst = max(worst, float(np.max(np.abs(b - a)) / np.max(np.abs(a))))
     print(f"largest relative difference {worst:.1e}, bound {rel:.1e} (kappa {kappa:.1e})")
+
+
+def test_default_reads_filled_rows_only_for_large_solves():
+    # small solves keep the earlier program (one full read); large ones use READ_CHUNKS prefixes
+    small = dataclasses.replace(_static(16, 1, 4096, None), dtype=jnp.float32)
+    large = dataclasses.replace(small, P=2**16, L=16, steps=32)
+    assert _nfd._read_chunks(small) == 1 and _nfd._prefixes(small) == (16, 1)
+    assert _nfd._read_chunks(large) == _nfd.READ_CHUNKS > 1
+    assert _nfd._prefixes(large) == (32 // _nfd.READ_CHUNKS, _nfd.READ_CHUNKS)
+    # not part of the checkpoint fingerprint (the repr): it does not change what is computed
+    assert "read_chunks" not in repr(large)
