@@ -95,6 +95,11 @@ def test_iterated_limits_exact_on_additive_data_and_se_is_the_spread():
     it = fg.iterated_limits(NS, LS, M, V)
     assert abs(it["width_first"] - F) < 1e-10 and abs(it["depth_first"] - F) < 1e-10
     assert np.allclose(it["A_L"], F + a / LS) and np.allclose(it["A_n"], F + b / NS)
+    # with variances of product form V = f(n)·g(L) both orders are the same linear functional of the data
+    assert np.allclose(it["coef_width_first"], it["coef_depth_first"]) and it["diff_se"] < 1e-12
+    V = (0.002 + 0.05 / np.sqrt(n) + 0.02 * L / n) ** 2  # not of product form: the two orders differ
+    it = fg.iterated_limits(NS, LS, M, V)
+    assert it["diff_se"] > 0.05 * it["width_first_se"]
     rng = np.random.default_rng(2)
     reps = 600
     draws = np.array([[d["width_first"], d["depth_first"], d["diff"]] for d in
