@@ -218,7 +218,8 @@ def _panel_vs(a, part, key, fit, along, title, ylabel):
     C.log_x(a, [int(v) for v in xs])
     C.log_y(a)
     a.set(xlabel="depth L" if along == "L" else "width n", ylabel=ylabel, title=title)
-    a.legend(fontsize=6, title=f"points ± 2 s.e.; lines: {fit['form']}", title_fontsize=6)
+    a.legend(fontsize=6, title=f"points ± 2 s.e.; lines: {fit['form']}", title_fontsize=6, loc="best",
+             framealpha=0.6)
 
 
 def _heat(a, fig, part, fit, title):
@@ -243,16 +244,16 @@ def plot(doc: dict):
     ini, tr = res["init"], res["training"]
     fig, ax = C.figure(2, 4, w=4.6, h=3.9)
     f0 = ini["fits"]["1/L+1/n"]
-    _panel_vs(ax[0, 0], ini, "err", f0, "L", "init: Prop. 2 error vs depth", "E|h^{n,L}_L − h_T|²")
-    _panel_vs(ax[0, 1], ini, "err", f0, "n", "init: Prop. 2 error vs width", "E|h^{n,L}_L − h_T|²")
+    _panel_vs(ax[0, 0], ini, "err", f0, "L", "init: Prop. 2 error vs depth", "E|h_L(n, L) − h_T|² (one coordinate)")
+    _panel_vs(ax[0, 1], ini, "err", f0, "n", "init: Prop. 2 error vs width", "E|h_L(n, L) − h_T|² (one coordinate)")
     _heat(ax[0, 2], fig, ini, f0, "init: residuals of a/L + b/n")
     f2 = ini["fits"]["1/L^2+1/n"]
     _heat(ax[0, 3], fig, ini, f2, "init: residuals of a/L² + b/n")
     f1 = tr["fits"]["1/L+1/n"]
     K = doc["config"]["K"]
     _panel_vs(ax[1, 0], tr, "err", f1, "L", f"trained ({K - 1} SGD steps): error vs depth",
-              "mean_k |E f^(k)_{n,L} − f̂^(k)_∞|")
-    _panel_vs(ax[1, 1], tr, "err", f1, "n", "trained: error vs width", "mean_k |E f^(k)_{n,L} − f̂^(k)_∞|")
+              "mean over k ≥ 1 of |E f_k(n, L) − f̂_k(∞)|")
+    _panel_vs(ax[1, 1], tr, "err", f1, "n", "trained: error vs width", "mean over k ≥ 1 of |E f_k(n, L) − f̂_k(∞)|")
     _heat(ax[1, 2], fig, tr, f1, "trained: residuals of a/L + b/n")
     # commutativity: width-first intercepts vs the solver's f̂_L, and the double limits vs f̂_∞ (step means)
     a = ax[1, 3]
