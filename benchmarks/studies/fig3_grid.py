@@ -27,6 +27,10 @@ same with a non-commuting term c·L/n (commutativity needs c ≈ 0); at initiali
 input and φ = tanh σ_t is deterministic, the SDE has additive noise and the depth part decays like L⁻²,
 ``rates_init.py``).
 
+Signed per-step model (``signed_fits``): E f^(k)_{n,L} = F_k + a_k/L + b_k/n fitted to the finite networks alone
+(no f̂_∞), χ² summed over steps; with c_k·L/n; and with d_k/n² (pre-asymptotic width curvature), whose Δχ²
+says whether straight lines in 1/n suffice at these widths (measured at --quick: they do not quite, p ≈ 0.01).
+
 Commutativity (``iterated_limits``), on the signed per-step means E f^(k)_{n,L} (linear in the data, so the
 standard errors are exact): (i) width first — at each L a weighted fit A(L) + B(L)/n, A(L) compared with the
 solver's f̂_L (an independent check of the width limit), then A(L) extrapolated in 1/L; (ii) depth first — at
@@ -36,7 +40,11 @@ a full grid the two linear iterated extrapolations differ only through their wei
 are the same linear functional of the data), so (i) vs (ii) is a weak test; the informative ones are the
 non-commuting coefficient c, the χ² of the additive form, and (ii) against the solver's f̂_∞.
 At initialisation the same two orders are applied to the error itself: width first must give the exact depth
-part E|h^L − h_T|² at each L (no Monte Carlo), and both double limits must be 0.
+part E|h^L − h_T|² at each L (no Monte Carlo), and both double limits must be 0 (extrapolated in 1/L as for the
+outputs, and in 1/L², the form of this depth part).
+
+Sizes: --tiny 2 × 2 (seconds, smoke test); --quick 4 × 4, n = 32…256, L = 4…32 (about 3–4 minutes on 2 CPU
+cores); --full 6 × 6, n = 32…1024, L = 4…128 (for a GPU; not run yet).
 """
 
 from __future__ import annotations
