@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 import _common  # noqa: E402
 
 # priority order: the headline questions first
-STUDIES = ("rates_training", "gia", "two_layer", "rates_init", "pre_post_T", "eigenvalues", "transfer", "speed",
-           "tp6_nonlinear")
+STUDIES = ("rates_training", "gia", "two_layer", "rates_init", "fig3_grid", "pre_post_T", "eigenvalues", "transfer",
+           "speed", "tp6_nonlinear")
 EXTERNAL = ("finite_resnet", "nfd_solver", "gamma_c", "kernels", "mean_ode", "scaling")
 # standalone benchmark scripts run after EXTERNAL (name: arguments at --quick / at full size); each
 # draws its own figure with its own `plot` (not redrawn by `replot`)
