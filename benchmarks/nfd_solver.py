@@ -6,8 +6,8 @@ Sections (all recorded to benchmarks/results/nfd_solver.json, plotted to nfd_sol
   depth L and samples K, with fitted log-log exponents (the algorithm is O(P·L·K²) time).
 * ``bandwidth``: bytes of particle history the solver streams per run divided by its wall
   time, against a plain streaming copy measured on the same machine.
-* ``accuracy``: time to reach a given standard error of f̂^(k) with the particle solver versus
-  brute-force finite networks (width × seeds chosen to reach the same standard error).
+* (time to accuracy against finite networks: ``benchmarks/time_to_accuracy.py``, which counts the
+  finite networks' width bias; the earlier ``accuracy`` section here, which did not, was removed.)
 * ``gap``: the coupled − decoupled output gap after a few SGD steps as depth grows, from
   finite networks (both backward modes) and from the two limit modes (exact, gia).
 
@@ -157,56 +157,6 @@ def section_bandwidth(quick):
                      "(K, P) float32 history block is 0.5-1.5 MiB, inside L2/L3; the copy uses 256 MiB)")
 
 
-def section_accuracy(quick):
-    """Time to a standard error ε of f̂^(K-1), particle solver vs finite networks."""
-    K, L = 4, 8
-    X, Y = data(K)
-    act, lr = "tanh", 0.5
-    # particle solver: estimate the per-run std at P0 from a few seeds, then P(ε) ∝ 1/ε².
-    P0, S0 = 4096, 6
-    outs = []
-    t_solve = []
-    for s in range(S0):
-        t0 = time.perf_counter()
-        outs.append(nfd.solve(X, Y, depth=L, particles=P0, activation=act, lr=lr, backward="exact", seed=s,
-                              eigenvalues=False).outputs[-1])
-        t_solve.append(time.perf_counter() - t0)
-    sd_particles = float(np.std(outs, ddof=1))  # std of one run at P0
-    limit = float(np.mean(outs))
-    t_run = float(np.median(t_solve[1:]))
-    # finite networks: widths, per-seed std and bias relative to the limit
-    widths = [64, 128, 256] if quick else [128, 256, 512, 1024]
-    seeds = 32 if quick else 64
-    fin = []
-    for n in widths:
-        nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=seeds, seed=99)  # compile
-        t0 = time.perf_counter()
-        r = nfd.simulate(X, Y, width=n, depth=L, activation=act, lr=lr, seeds=seeds)
-        t = time.perf_counter() - t0
-        fin.append(dict(width=n, seeds=seeds, wall_s=t, per_seed_std=float(r.outputs[:, -1].std(ddof=1)),
-                        mean=float(r.mean[-1]), stderr=float(r.stderr[-1]), bias=float(r.mean[-1]) - limit))
-        print(f"[accuracy] finite {fin[-1]}", flush=True)
-    targets = [0.02, 0.01, 0.005]
-    rows = []
-    for eps in targets:
-        P_eps = P0 * (sd_particles / eps) ** 2
-        t_particles = t_run * P_eps / P0  # time is linear in P (scaling section)
-        best = None
-        for f in fin:
-            if abs(f["bias"]) > eps:  # this width cannot reach ε however many seeds
-                continue
-            S_eps = (f["per_seed_std"] / eps) ** 2
-            t = f["wall_s"] * S_eps / f["seeds"]
-            if best is None or t < best["time_s"]:
-                best = dict(width=f["width"], seeds=S_eps, time_s=t)
-        rows.append(dict(eps=eps, particles=P_eps, particle_time_s=t_particles, finite=best))
-        print(f"[accuracy] {rows[-1]}", flush=True)
-    return dict(config=dict(K=K, L=L, activation=act, lr=lr, backward="exact vs coupled", P0=P0, runs=S0),
-                particle_std_at_P0=sd_particles, particle_run_s=t_run, limit=limit, finite=fin, rows=rows,
-                note="particle time extrapolated linearly in P from the P0 runs; finite time linearly in seeds; "
-                     "a width qualifies only if its measured bias |mean − limit| ≤ ε")
-
-
 GAP_DEPTHS = None
 
 
@@ -256,7 +206,7 @@ def plot(res, path=None):
 
     from nfd.plotting import log_axis, log_log, savefig
 
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     if "scaling" in res:
         ax = axes[0]
         for bw, mk in (("gia", "o"), ("exact", "s")):
@@ -278,19 +228,8 @@ def plot(res, path=None):
         ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels, fontsize=7)
         ax.set_xlabel("backward mode and size")
         ax.set_ylabel("GB/s"); ax.set_title("history bandwidth"); ax.legend(fontsize=7)
-    if "accuracy" in res:
-        ax = axes[2]
-        a = res["accuracy"]
-        eps = [r["eps"] for r in a["rows"]]
-        ax.plot(eps, [r["particle_time_s"] for r in a["rows"]], "o-", label="particle solver (exact)")
-        fe = [(r["eps"], r["finite"]["time_s"]) for r in a["rows"] if r["finite"]]
-        if fe:
-            ax.plot(*zip(*fe), "s-", label="finite nets (coupled)")
-        log_log(ax, eps)
-        ax.set_xlabel("target standard error of f̂"); ax.set_ylabel("time [s]"); ax.set_title("time to accuracy")
-        ax.legend(fontsize=7)
     if "gap" in res:
-        ax = axes[3]
+        ax = axes[2]
         g = res["gap"]["rows"]
         Ls = [r["depth"] for r in g]
         ax.errorbar(Ls, [r["finite_gap"][-1] for r in g], yerr=[r["finite_gap_stderr"][-1] for r in g], fmt="o-",
@@ -311,7 +250,7 @@ def plot(res, path=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 CPU cores)")
-    p.add_argument("--sections", default="scaling,bandwidth,accuracy,gap")
+    p.add_argument("--sections", default="scaling,bandwidth,gap")
     p.add_argument("--out", default=os.path.join(RESULTS, "nfd_solver.json"))
     p.add_argument("--gap-depths", default=None, help="comma-separated depths for the gap section")
     a = p.parse_args(argv)
@@ -320,9 +259,10 @@ def main(argv=None):
         GAP_DEPTHS = [int(x) for x in a.gap_depths.split(",")]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     res = json.load(open(a.out)) if os.path.exists(a.out) else {}
+    res.pop("accuracy", None)  # removed section (see the module docstring)
     res["machine"] = machine()
     res["quick"] = a.quick
-    fns = dict(scaling=section_scaling, bandwidth=section_bandwidth, accuracy=section_accuracy, gap=section_gap)
+    fns = dict(scaling=section_scaling, bandwidth=section_bandwidth, gap=section_gap)
     for s in a.sections.split(","):
         t0 = time.perf_counter()
         res[s] = fns[s](a.quick)

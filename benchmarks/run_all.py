@@ -6,9 +6,11 @@
 
 Each study in ``benchmarks/studies/`` writes ``<out>/<study>.json`` (schema in
 ``benchmarks/_common.py``) and ``<out>/<study>.png``.  The other engineers' benchmark scripts
-(``finite_resnet.py``, ``nfd_solver.py``, ``gamma_c.py``, ``kernels.py``, ``mean_ode.py``) are run
-as subprocesses with their own ``--quick`` flag unless ``--no-external`` (never at ``--tiny``);
-they write to ``benchmarks/results/`` themselves.  ``<out>/run_all.json`` records what ran, how
+(``finite_resnet.py``, ``nfd_solver.py``, ``gamma_c.py``, ``kernels.py``, ``mean_ode.py``,
+``scaling.py``) are run as subprocesses with their own ``--quick`` flag, then the standalone
+scripts of ``STANDALONE`` (variance reduction, replicates, time to accuracy, initialisation SDE,
+compilation cache, checkpoints) with their own sizes, unless ``--no-external`` (never at
+``--tiny``); they write to ``benchmarks/results/`` themselves.  ``<out>/run_all.json`` records what ran, how
 long it took and whether it failed; ``<out>/SUMMARY.md`` tabulates every paper claim against
 what was measured.
 """
@@ -31,9 +33,19 @@ sys.path.insert(0, os.path.dirname(HERE))
 import _common  # noqa: E402
 
 # priority order: the headline questions first
-STUDIES = ("rates_training", "gia", "two_layer", "rates_init", "pre_post_T", "eigenvalues", "transfer", "speed",
-           "tp6_nonlinear")
+STUDIES = ("rates_training", "gia", "two_layer", "rates_init", "fig3_grid", "pre_post_T", "eigenvalues", "transfer",
+           "speed", "tp6_nonlinear")
 EXTERNAL = ("finite_resnet", "nfd_solver", "gamma_c", "kernels", "mean_ode", "scaling")
+# standalone benchmark scripts run after EXTERNAL (name: arguments at --quick / at full size); each
+# draws its own figure with its own `plot` (not redrawn by `replot`)
+STANDALONE = {
+    "variance_reduction": (["--quick"], []),
+    "replicates": ([], []),
+    "time_to_accuracy": ([], []),
+    "init_sde": ([], ["--gpu"]),
+    "compile_cache": ([], []),
+    "checkpoints": ([], []),
+}
 
 
 def run_study(name: str, size: str, out: str) -> dict:
@@ -107,13 +119,15 @@ def main(argv=None):
             log["studies"][name] = dict(ok=False, wall_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
         print(f"[run_all] {name}: {log['studies'][name]}", flush=True)
     if size != "tiny" and not a.no_external and not a.only:
-        for name in EXTERNAL:
+        extra = {n: (["--quick"], []) for n in EXTERNAL}
+        extra.update(STANDALONE)
+        for name, (quick_args, full_args) in extra.items():
             script = os.path.join(HERE, f"{name}.py")
             if not os.path.exists(script):
                 log["external"][name] = dict(ok=None, note="script not present")
                 continue
             t0 = time.perf_counter()
-            cmd = [sys.executable, script] + (["--quick"] if size == "quick" else [])
+            cmd = [sys.executable, script] + (quick_args if size == "quick" else full_args)
             print(f"[run_all] external {' '.join(cmd)}", flush=True)
             r = subprocess.run(cmd, capture_output=True, text=True)
             log["external"][name] = dict(ok=r.returncode == 0, rc=r.returncode, wall_s=time.perf_counter() - t0,

@@ -20,6 +20,12 @@ Accuracy criterion (both methods): |bias| ≤ ε/2 and 2·SE ≤ ε/2.
   power-law fit sd ∝ n^β, seeds S(ε) = (4·sd/ε)², time = per-seed time × S(ε), the per-seed time
   (best-of-N calls of ``nfd.simulate`` with 8 seeds) interpolated log-log between widths 32…2048.
 * Ratio = finite time / solver time; computed in two independent timing rounds (headline reproduced).
+* Error bars (``intervals``, 68 % = 16th–84th percentiles of a parametric bootstrap, 2000 draws, from
+  the JSON alone): the statistical uncertainty of each time from the quantities it was estimated
+  from — the solver's sd·√P (S systems: relative s.e. 1/√(2(S−1))), the finite networks' bias fit
+  (a, b drawn from their joint normal with the weighted-least-squares covariance, recomputed from
+  the stored seed means) and their per-seed sd (relative s.e. 1/√(2(seeds−1)) per width, power law
+  refitted per draw).  The timings themselves are best-of-N; their spread is shown by the two rounds.
 
     python benchmarks/time_to_accuracy.py    # ≈ 10 min on 2 loaded cores
 """
@@ -51,6 +57,7 @@ import variance_reduction as vr  # noqa: E402
 RESULTS = os.path.join(HERE, "results")
 K, L, D_IN, LR = 8, 8, 3, 0.5
 EPS = (0.02, 0.01, 0.005)
+N_BATCH = 8  # seeds per timed nfd.simulate call (per-seed time = best / N_BATCH)
 
 
 def solver_spread(P, sampling, dtype, seeds):
@@ -93,7 +100,11 @@ def main(argv=None):
     p.add_argument("--plot-only", action="store_true")
     a = p.parse_args(argv)
     if a.plot_only:
-        return plot(json.load(open(a.out)), os.path.splitext(a.out)[0] + ".png")
+        res = json.load(open(a.out))
+        for i, rnd in enumerate(res["rounds"]):  # documents written before the intervals existed
+            rnd.setdefault("interval68", intervals(res, i))
+        json.dump(res, open(a.out, "w"), indent=1)
+        return plot(res, os.path.splitext(a.out)[0] + ".png")
     t0 = time.perf_counter()
     X, Y = data(K, D_IN, 0)
     widths, n_seeds, P0, S, P_time, reps = [32, 64, 128, 256, 512], 1024, 4096, 64, (4096, 16384), 5
@@ -160,7 +171,7 @@ def main(argv=None):
             for P in P_time:
                 solver_calls[(dt_name, sm, P)] = (lambda P=P, sm=sm, dt=dt, x64=dt_name == "float64":
                                                   _solve(X, Y, P, sm, dt, x64, kw))
-    n_batch = 8
+    n_batch = N_BATCH
     finite_calls = {n: (lambda n=n: nfd.simulate(X, Y, width=n, depth=L, activation="tanh", lr=LR, seeds=n_batch,
                                                   seed=5, record=()))
                     for n in time_widths}
@@ -181,6 +192,8 @@ def main(argv=None):
         best = {k: min(v) for k, v in times.items()}
         rounds.append(dict(best_s=best, load=os.getloadavg(), table=table(res, best, widths, time_widths, n_batch,
                                                                            P_time, coef)))
+        res["rounds"] = rounds
+        rounds[-1]["interval68"] = intervals(res, rnd)
         res["load"].append(os.getloadavg())
         print("round", rnd, json.dumps(rounds[-1]["table"]["headline"]), flush=True)
     res["rounds"] = rounds
@@ -195,6 +208,70 @@ def main(argv=None):
 def _solve(X, Y, P, sm, dt, x64, kw):
     with jax.enable_x64(x64):
         return nfd.solve(X, Y, particles=P, sampling=sm, dtype=dt, seed=1, **kw)
+
+
+def intervals(res, rnd, draws=2000, seed=0):
+    """68 % bootstrap intervals {"solver": {var: {q/ε: (lo, hi)}}, "finite": {q/ε: (lo, hi)}, "ratio": …} of the
+    times of round ``rnd`` (see the module docstring); uses only the JSON document ``res``."""
+    rng = np.random.default_rng(seed)
+    cfg = res["config"]
+    widths, time_widths, best = cfg["widths"], cfg["time_widths"], res["rounds"][rnd]["best_s"]
+    S, n_seeds, P1, P2 = cfg["solver_systems"], cfg["finite_seeds"], *cfg["P_time"]
+    eps_l = [float(e) for e in cfg["eps"]]
+    Kk = len(res["reference"]["f"])
+    out = {"solver": {}, "finite": {}, "ratio": {}}
+    solver_draws = {}
+    for var, r in res["solver"].items():
+        dt_name, sm = var.split("/")
+        t1, t2 = best[str((dt_name, sm, P1))], best[str((dt_name, sm, P2))]
+        slope = max((t2 - t1) / (P2 - P1), 0.0)
+        out["solver"][var] = {}
+        for q in ("last", "rms"):
+            c = r[f"sd_sqrtP_{q}"] * (1 + rng.normal(size=draws) / math.sqrt(2 * (S - 1)))
+            for eps in eps_l:
+                t = t1 + slope * (np.maximum((4 * c / eps) ** 2, 2.0) - P1)
+                solver_draws[(var, q, eps)] = t
+                out["solver"][var][f"{q}/{eps}"] = np.percentile(t, [16, 84]).tolist()
+    # finite networks: refit the bias a/n + b/n² with its covariance, per step
+    inv = np.array([1.0 / n for n in widths])
+    f_se = np.array(res["reference"]["se"])
+    D = np.array([res["finite"][str(n)]["diff_vs_reference"] for n in widths])
+    SE = np.hypot(np.array([res["finite"][str(n)]["se"] for n in widths]), f_se)
+    A = np.stack([inv, inv**2], axis=1)
+    coefs = np.zeros((draws, 2, Kk))
+    for k in range(Kk):
+        Aw = A / SE[:, k:k + 1]
+        cov = np.linalg.inv(Aw.T @ Aw)
+        c = cov @ Aw.T @ (D[:, k] / SE[:, k])
+        coefs[:, :, k] = rng.multivariate_normal(c, cov, size=draws)
+    sds = np.array([res["finite"][str(n)]["sd"] for n in widths])  # (W, K)
+    tw = np.array([best[str(n)] / N_BATCH for n in time_widths])
+    lt, ln = np.log(tw), np.log(np.array(time_widths, float))
+
+    def t_seed(n):
+        x = math.log(n)
+        if x <= ln[-1]:
+            return float(np.exp(np.interp(x, ln, lt)))
+        return float(np.exp(lt[-1] + (lt[-1] - lt[-2]) / (ln[-1] - ln[-2]) * (x - ln[-1])))
+
+    grid = np.exp(np.linspace(math.log(16), math.log(1e6), 800))
+    fin = {(q, e): np.zeros(draws) for q in ("last", "rms") for e in eps_l}
+    for i in range(draws):
+        sd_i = sds * (1 + rng.normal(size=sds.shape) / math.sqrt(2 * (n_seeds - 1)))
+        bk = coefs[i, 0][None] / grid[:, None] + coefs[i, 1][None] / grid[:, None] ** 2  # (G, K)
+        for q, y, bq in (("last", sd_i[:, -1], np.abs(bk[:, -1])),
+                         ("rms", np.sqrt(np.mean(sd_i**2, axis=1)), np.sqrt(np.mean(bk**2, axis=1)))):
+            beta, logc = np.polyfit(np.log(widths), np.log(y), 1)
+            for eps in eps_l:
+                bad = np.nonzero(bq > eps / 2)[0]
+                n_min = float(grid[0] if len(bad) == 0 else grid[min(bad[-1] + 1, len(grid) - 1)])
+                sd = math.exp(logc) * n_min**beta
+                fin[(q, eps)][i] = t_seed(n_min) * (4 * sd / eps) ** 2
+    for (q, eps), t in fin.items():
+        out["finite"][f"{q}/{eps}"] = np.percentile(t, [16, 84]).tolist()
+        for var in res["solver"]:
+            out["ratio"][f"{var}/{q}/{eps}"] = np.percentile(t / solver_draws[(var, q, eps)], [16, 84]).tolist()
+    return out
 
 
 def _bias(coef, n, q):
@@ -257,21 +334,33 @@ def plot(res, path):
     for ax, q in zip(axes, ("last", "rms")):
         for i, rnd in enumerate(res["rounds"]):
             tab = rnd["table"]
+            ci = rnd.get("interval68") or intervals(res, i)
             ls = "-" if i == 0 else ":"
+            x = np.array(EPS) * (1.0 if i == 0 else 1.04)  # the second round drawn slightly right
+
+            def yerr(y, lohi):
+                lo, hi = np.array(lohi).T
+                return [np.maximum(y - lo, 0), np.maximum(hi - y, 0)]
+
             for j, var in enumerate(tab["solver"]):
-                ax.plot(EPS, [tab["solver"][var][f"{q}/{e}"]["time_s"] for e in EPS], "o" + ls, color=f"C{j}",
-                        label=f"solver {var}" if i == 0 else None)
-            ax.plot(EPS, [tab["finite"][f"{q}/{e}"]["time_s"] for e in EPS], "s" + ls, color="k",
-                    label="finite networks (width bias counted)" if i == 0 else None)
+                y = np.array([tab["solver"][var][f"{q}/{e}"]["time_s"] for e in EPS])
+                ax.errorbar(x, y, yerr=yerr(y, [ci["solver"][var][f"{q}/{e}"] for e in EPS]), fmt="o" + ls,
+                            color=f"C{j}", capsize=2, label=f"solver {var}" if i == 0 else None)
+            y = np.array([tab["finite"][f"{q}/{e}"]["time_s"] for e in EPS])
+            ax.errorbar(x, y, yerr=yerr(y, [ci["finite"][f"{q}/{e}"] for e in EPS]), fmt="s" + ls, color="k",
+                        capsize=2, label="finite networks (width bias counted)" if i == 0 else None)
         e = np.array(EPS)
         t_ref = res["rounds"][0]["table"]["solver"]["float32/iid"][f"{q}/0.01"]["time_s"]
         ax.plot(e, t_ref * (0.01 / e) ** 2, "--", color="gray", lw=0.8, label="expected rate ε⁻² (Monte Carlo)")
         log_log(ax, list(EPS))
         ax.set_xlabel("target total error ε (|bias| ≤ ε/2, 2·SE ≤ ε/2)")
         ax.set_ylabel("time to reach ε [s] (best of 5, after compilation)")
-        ax.set_title(f"f̂: {'last step' if q == 'last' else 'RMS over steps'}; two timing rounds (solid, dotted)")
-        ax.legend(fontsize=7)
-    savefig(fig, path, dpi=110)
+        ax.set_title(f"f̂: {'last step' if q == 'last' else 'RMS over steps'}; two timing rounds (solid, dotted)\n"
+                     "error bars: 68 % bootstrap over the estimated sd, bias fit and sd fit", fontsize=9)
+    h, lb = axes[0].get_legend_handles_labels()
+    fig.legend(h, lb, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    savefig(fig, path, dpi=110, tight=False)
 
 
 if __name__ == "__main__":

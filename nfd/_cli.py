@@ -419,6 +419,9 @@ def cmd_solve(args) -> int:
     summary = {"command": "solve", "config": cfg, "method": method, "wall_time_s": wall, "nfd_version": __version__,
                "machine": _machine(), "outputs": to_jsonable(getattr(res, "outputs", None)),
                "losses": to_jsonable(getattr(res, "losses", None)), "result_file": str(path)}
+    for name in ("outputs_stderr", "losses_stderr"):  # the replicate systems' error bars, where the solver has them
+        if getattr(res, name, None) is not None:
+            summary[name] = to_jsonable(getattr(res, name))
     (out_dir / "solve_summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
     log(f"wrote {path}")
     files = [str(path), str(out_dir / "solve_summary.json")]
@@ -437,9 +440,17 @@ def cmd_solve(args) -> int:
     outs = getattr(res, "outputs", None)
     if outs is not None and np.asarray(outs).ndim == 1:
         rows.append(("outputs per step", _numbers(outs)))
+        se = getattr(res, "outputs_stderr", None)
+        if se is not None and np.asarray(se).shape == np.asarray(outs).shape:
+            rep = getattr(res, "replicate_outputs", None)
+            how = f" (over {np.asarray(rep).shape[0]} replicate systems)" if rep is not None else ""
+            rows.append(("  standard errors", _numbers(se) + how))
     losses = getattr(res, "losses", None)
     if losses is not None and np.asarray(losses).size:
-        rows.append(("final loss", f"{float(np.asarray(losses).ravel()[-1]):.4g}"))
+        lse = getattr(res, "losses_stderr", None)
+        pm = (f" ± {float(np.asarray(lse).ravel()[-1]):.2g} (s.e.)" if lse is not None
+              and np.asarray(lse).size == np.asarray(losses).size else "")
+        rows.append(("final loss", f"{float(np.asarray(losses).ravel()[-1]):.4g}" + pm))
     rows.append(("wall time", f"{wall:.1f} s" + (f" (compilation and first chunk {bar.compile_s:.1f} s)"
                                                   if bar is not None and bar.compile_s is not None else "")))
     rows.append(("files", ", ".join(files)))

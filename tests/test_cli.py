@@ -57,6 +57,24 @@ def test_toml_and_json_configs_round_trip_to_the_same_limit(tmp_path):
     assert summary["wall_time_s"] > 0 and summary["machine"]["jax"]
 
 
+def test_solve_replicates_reach_the_solver_and_the_summary_reports_standard_errors(tmp_path, capsys):
+    (tmp_path / "run.toml").write_text(template_text("toml"))
+    SMALL4 = [a.replace("solve.particles=64", "solve.particles=128") for a in SMALL]
+    assert main(["solve", str(tmp_path / "run.toml"), "--out", str(tmp_path / "a"), "--no-figure", "-q",
+                 *SMALL4, "--set", "solve.replicates=4"]) == 0
+    out = capsys.readouterr().out
+    assert "standard errors" in out and "over 4 replicate systems" in out and "± " in out
+    _, cfg = nfd.load(tmp_path / "a" / "solve.npz", return_config=True)
+    X, Y = make_data(cfg)
+    direct = nfd.solve(X, Y, depth=2, particles=128, replicates=4, activation="tanh", lr=0.5, T=1.0,
+                       backward="exact", seed=0)
+    summary = json.loads((tmp_path / "a" / "solve_summary.json").read_text())
+    # the same computation: equal up to the float32 -> JSON float round trip
+    np.testing.assert_allclose(summary["outputs_stderr"], direct.outputs_stderr, rtol=1e-6)
+    np.testing.assert_allclose(summary["losses_stderr"], direct.losses_stderr, rtol=1e-6)
+    assert np.all(np.asarray(summary["outputs_stderr"]) > 0)
+
+
 def test_simulate_with_limit_writes_results_and_distances(tmp_path, capsys):
     (tmp_path / "run.toml").write_text(template_text("toml"))
     assert main(["simulate", str(tmp_path / "run.toml"), "--out", str(tmp_path), "--limit", *SMALL]) == 0
