@@ -9,7 +9,7 @@ Each study in ``benchmarks/studies/`` writes ``<out>/<study>.json`` (schema in
 (``finite_resnet.py``, ``nfd_solver.py``, ``gamma_c.py``, ``kernels.py``, ``mean_ode.py``,
 ``scaling.py``) are run as subprocesses with their own ``--quick`` flag, then the standalone
 scripts of ``STANDALONE`` (variance reduction, replicates, time to accuracy, initialisation SDE,
-compilation cache, checkpoints) with their own sizes, unless ``--no-external`` (never at
+compilation cache, checkpoints, history reads) with their own sizes, unless ``--no-external`` (never at
 ``--tiny``); they write to ``benchmarks/results/`` themselves.  ``<out>/run_all.json`` records what ran, how
 long it took and whether it failed; ``<out>/SUMMARY.md`` tabulates every paper claim against
 what was measured.
@@ -45,6 +45,7 @@ STANDALONE = {
     "init_sde": ([], ["--gpu"]),
     "compile_cache": ([], []),
     "checkpoints": ([], []),
+    "history_reads": (["--quick"], []),
 }
 
 
