@@ -91,9 +91,13 @@ CASES = [
     dict(backward="exact", noise="regenerate", batch_size=2),
     dict(backward="exact", noise="store", block="post_ms", X_test=True),
 ]
+# the two stored-noise cases in the default run (each ≈ 25 s), the other three in the slow part
+_SLOW = (2, 3, 4)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if i in _SLOW else c
+                                  for i, c in enumerate(CASES)],
+                         ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_solve_with_filled_row_reads_equals_full_reads(case):
     case = dict(case)
     block = case.pop("block", "pre")
