@@ -210,6 +210,20 @@ def _solve(X, Y, P, sm, dt, x64, kw):
         return nfd.solve(X, Y, particles=P, sampling=sm, dtype=dt, seed=1, **kw)
 
 
+def _per_seed_time(tw, time_widths):
+    """n ↦ per-seed time, interpolated log-log between the timed widths; beyond the widest,
+    extrapolated with the last two points' slope."""
+    lt, ln = np.log(tw), np.log(np.array(time_widths, float))
+
+    def t_seed(n):
+        x = math.log(n)
+        if x <= ln[-1]:
+            return float(np.exp(np.interp(x, ln, lt)))
+        return float(np.exp(lt[-1] + (lt[-1] - lt[-2]) / (ln[-1] - ln[-2]) * (x - ln[-1])))
+
+    return t_seed
+
+
 def intervals(res, rnd, draws=2000, seed=0):
     """68 % bootstrap intervals {"solver": {var: {q/ε: (lo, hi)}}, "finite": {q/ε: (lo, hi)}, "ratio": …} of the
     times of round ``rnd`` (see the module docstring); uses only the JSON document ``res``."""
@@ -245,15 +259,7 @@ def intervals(res, rnd, draws=2000, seed=0):
         c = cov @ Aw.T @ (D[:, k] / SE[:, k])
         coefs[:, :, k] = rng.multivariate_normal(c, cov, size=draws)
     sds = np.array([res["finite"][str(n)]["sd"] for n in widths])  # (W, K)
-    tw = np.array([best[str(n)] / N_BATCH for n in time_widths])
-    lt, ln = np.log(tw), np.log(np.array(time_widths, float))
-
-    def t_seed(n):
-        x = math.log(n)
-        if x <= ln[-1]:
-            return float(np.exp(np.interp(x, ln, lt)))
-        return float(np.exp(lt[-1] + (lt[-1] - lt[-2]) / (ln[-1] - ln[-2]) * (x - ln[-1])))
-
+    t_seed = _per_seed_time(np.array([best[str(n)] / N_BATCH for n in time_widths]), time_widths)
     grid = np.exp(np.linspace(math.log(16), math.log(1e6), 800))
     fin = {(q, e): np.zeros(draws) for q in ("last", "rms") for e in eps_l}
     for i in range(draws):
@@ -298,15 +304,8 @@ def table(res, best, widths, time_widths, n_batch, P_time, coef):
                 P = max((4 * c / eps) ** 2, 2.0)
                 out["solver"][var][f"{q}/{eps}"] = dict(particles=P, time_s=t1 + slope * (P - P1))
     tw = np.array([best[str(n)] / n_batch for n in time_widths])
-    lt, ln = np.log(tw), np.log(np.array(time_widths, float))
     out["finite_time_per_seed_s"] = dict(zip(map(str, time_widths), tw.tolist()))
-
-    def t_seed(n):
-        x = math.log(n)
-        if x <= ln[-1]:
-            return float(np.exp(np.interp(x, ln, lt)))
-        return float(np.exp(lt[-1] + (lt[-1] - lt[-2]) / (ln[-1] - ln[-2]) * (x - ln[-1])))
-
+    t_seed = _per_seed_time(tw, time_widths)
     grid = np.exp(np.linspace(math.log(16), math.log(1e6), 4000))
     for q in ("last", "rms"):
         sf = res["sd_fit"][q]
