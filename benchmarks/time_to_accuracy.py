@@ -210,6 +210,14 @@ def _solve(X, Y, P, sm, dt, x64, kw):
         return nfd.solve(X, Y, particles=P, sampling=sm, dtype=dt, seed=1, **kw)
 
 
+def _solver_time_line(best, var, P1, P2):
+    """(time at P1, seconds per particle): the solver variant ``var``'s time, linear in P between
+    the two timed particle counts (never decreasing)."""
+    dt_name, sm = var.split("/")
+    t1, t2 = best[str((dt_name, sm, P1))], best[str((dt_name, sm, P2))]
+    return t1, max((t2 - t1) / (P2 - P1), 0.0)
+
+
 def _per_seed_time(tw, time_widths):
     """n ↦ per-seed time, interpolated log-log between the timed widths; beyond the widest,
     extrapolated with the last two points' slope."""
@@ -236,9 +244,7 @@ def intervals(res, rnd, draws=2000, seed=0):
     out = {"solver": {}, "finite": {}, "ratio": {}}
     solver_draws = {}
     for var, r in res["solver"].items():
-        dt_name, sm = var.split("/")
-        t1, t2 = best[str((dt_name, sm, P1))], best[str((dt_name, sm, P2))]
-        slope = max((t2 - t1) / (P2 - P1), 0.0)
+        t1, slope = _solver_time_line(best, var, P1, P2)
         out["solver"][var] = {}
         for q in ("last", "rms"):
             c = r[f"sd_sqrtP_{q}"] * (1 + rng.normal(size=draws) / math.sqrt(2 * (S - 1)))
@@ -294,9 +300,7 @@ def table(res, best, widths, time_widths, n_batch, P_time, coef):
     out = {"solver": {}, "finite": {}, "ratio": {}}
     P1, P2 = P_time
     for var, r in res["solver"].items():
-        dt_name, sm = var.split("/")
-        t1, t2 = best[str((dt_name, sm, P1))], best[str((dt_name, sm, P2))]
-        slope = max((t2 - t1) / (P2 - P1), 0.0)
+        t1, slope = _solver_time_line(best, var, P1, P2)
         out["solver"][var] = {}
         for q in ("last", "rms"):
             c = r[f"sd_sqrtP_{q}"]
