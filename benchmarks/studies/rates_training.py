@@ -207,7 +207,7 @@ def width_bias_fit(ns, G, fr, *, grid=None, n_boot=300, seed=0):
         ri = rng.integers(0, R, R)
         boots.append(grid[int(np.argmin(profile(data([g[si] for g in G], fr[ri]))[0]))])
     boots = np.array(boots)
-    bq = np.percentile(boots, [2.5, 97.5]).tolist()
+    bq = np.percentile(boots, [2.5, 97.5]).tolist() if n_boot else list(prof)  # n_boot = 0: profile only
     lo, hi = min(prof[0], bq[0]), max(prof[1], bq[1])
     at_edge = bool(lo <= grid[0] or hi >= grid[-1])
     Wf = np.linalg.inv(cov)
@@ -228,7 +228,7 @@ def width_bias_fit(ns, G, fr, *, grid=None, n_boot=300, seed=0):
     y_pts, y_err = _joint_points(Y0[0, :-1], np.sqrt(np.diag(cov)).reshape(len(ns), K), a_hat, c_hat)
     return dict(
         x=ns.tolist(), y=y_pts, yerr=y_err, intercept=float(np.log(np.mean(np.abs(c_hat)))),
-        slope=-alpha, slope_ci95=[-hi, -lo], alpha=alpha, alpha_ci95=[lo, hi], alpha_se_bootstrap=float(boots.std(ddof=1)),
+        slope=-alpha, slope_ci95=[-hi, -lo], alpha=alpha, alpha_ci95=[lo, hi], alpha_se_bootstrap=float(boots.std(ddof=1)) if n_boot > 1 else None,
         alpha_ci95_profile=prof, alpha_ci95_bootstrap=bq, interval_at_grid_edge=at_edge, half_width=(hi - lo) / 2,
         limit_fitted=a_hat.tolist(), limit_solver=fr.mean(0).tolist(), limit_solver_se=np.sqrt(fv).tolist(),
         coef=c_hat.tolist(), models=models,
