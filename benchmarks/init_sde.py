@@ -5,7 +5,12 @@ Methods (all forward only, the same P, N, L, dtype and initial law; the quantity
 
 * ``nfd``: the public ``init_sde_particles(..., backward=False)`` (validation, jit, the per-layer
   covariances copied to the host);
-* ``nfd_core``: its jitted kernel alone (``_init_particles(backward=False, record=False)``);
+* ``nfd_eigh``: the same call with the per-layer factor of Σ by ``eigh`` (the factor before this
+  change: a LAPACK / cuSOLVER call per layer) instead of the default pivoted Cholesky written as N
+  unrolled element-wise rank-one steps (no solver call), validation left out;
+* ``nfd_core``: its jitted kernel alone (``_init_particles(backward=False, record=False)``; only
+  Q_T is returned, so the per-layer covariances are dead code and not computed);
+* ``nfd_core_eigh``: the same with the ``eigh`` factor;
 * ``nfd_fwd_bwd``: the public call with the backward SDE too (for reference);
 * ``nfd_before``: a verbatim copy of the public call before this change (forward and backward, all
   paths materialised and copied to the host: what the issue measured);
@@ -17,7 +22,10 @@ Timing: every method compiled first (its first call timed; compile ≈ first −
 rounds calling each method once in a random order (interleaved), best of the rounds; the whole block repeated
 ``repeats`` times so the headline ratios are reproduced; the 1-minute load average is recorded per
 round.  Agreement: each method's E[h_T h_Tᵀ] against the mean of all methods, in units of the
-Monte-Carlo standard error of one run (from the particles' spread of h^a h^b).
+Monte-Carlo standard error of one run (from the particles' spread of h^a h^b), and in units of the
+measured run-to-run standard deviation (``spread``: ``nfd_core`` over ``spread_seeds`` seeds; the
+particles interact through Σ, so the i.i.d. s.e. understates it).  ``hlo``: the solver-library
+calls (custom calls) and the number of fusions in each jitted kernel as compiled on this device.
 
     python benchmarks/init_sde.py                 # P = 32768, N = 4, L = 128, float32 (2 CPU cores: ~1 min)
     python benchmarks/init_sde.py --tiny          # seconds
@@ -44,14 +52,33 @@ RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.dirname(HERE))
 
 SIZES = {
-    "tiny": dict(configs=[dict(P=1024, N=2, L=8)], rounds=2, repeats=1),
-    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2),
+    "tiny": dict(configs=[dict(P=1024, N=2, L=8)], rounds=2, repeats=1, spread_seeds=8),
+    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2, spread_seeds=48),
     # at P = 2^20 the "before" path would copy 2 × 2 GiB of paths to the host per call: left out there
     "gpu": dict(configs=[dict(P=32768, N=4, L=128),
-                         dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_core", "plain_scan", "diffrax"))],
-                rounds=5, repeats=2),
+                         dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_eigh", "nfd_core", "nfd_core_eigh",
+                                                              "plain_scan", "diffrax", "nfd_fwd_bwd"))],
+                rounds=5, repeats=2, spread_seeds=48),
 }
-ORDER = ("nfd", "nfd_core", "plain_scan", "plain_scan_PN", "diffrax", "nfd_fwd_bwd", "nfd_before")
+ORDER = ("nfd", "nfd_eigh", "nfd_core", "nfd_core_eigh", "plain_scan", "plain_scan_PN", "diffrax", "nfd_fwd_bwd",
+         "nfd_before")
+
+
+JITTED = {}  # name -> (jitted kernel, example argument), filled by make_methods (for hlo_summary)
+
+
+def hlo_summary(fn, arg):
+    """Solver-library calls and kernel counts of ``fn`` as compiled for this device: custom-call
+    targets (LAPACK / cuSOLVER / cuBLAS), and the number of fusions, while loops and dots."""
+    import re
+
+    import jax
+
+    txt = (fn if hasattr(fn, "lower") else jax.jit(fn)).lower(arg).compile().as_text()
+    return dict(custom_calls=sorted(set(re.findall(r'custom_call_target="([^"]+)"', txt))),
+                n_custom_calls=len(re.findall(r"custom-call\(", txt)),
+                n_fusions=len(re.findall(r"= [^=]* fusion\(", txt)), n_while=len(re.findall(r" while\(", txt)),
+                n_dots=len(re.findall(r" dot\(", txt)), hlo_chars=len(txt))
 
 
 def inputs(N, d=3, seed=0):
@@ -127,6 +154,7 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
     import lineax as lx
 
     import nfd
+    from nfd._validate import seed_key
     from nfd.limits import _init_sde
 
     dt = jnp.dtype(dtype)
@@ -180,16 +208,34 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
         hT = sol.ys[-1]
         return hT @ hT.T / P, hT
 
-    core = jax.jit(lambda key: _init_sde._init_particles(key, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
-                                                         backward=False, record=False)[0][-1])
+    def core_of(factor):
+        return jax.jit(lambda key: _init_sde._init_particles(key, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
+                                                             backward=False, record=False, factor=factor)[0][-1])
+
+    core, core_eigh = core_of("auto"), core_of("eigh")
+
+    def public_eigh(s):  # init_sde_particles(..., backward=False) without validation, with the eigh factor
+        Q = _init_sde._init_particles_jit(seed_key(s), Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
+                                          backward=False, record=False, factor="eigh")[0]
+        return np.asarray(Q)[-1]
 
     def np2(out):
         return tuple(np.asarray(a) for a in out)
 
+    key0 = jax.random.PRNGKey(0)
+    JITTED.clear()
+    JITTED.update(nfd=(lambda k: _init_sde._init_particles_jit(k, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
+                                                              backward=False, record=False), key0),
+                  nfd_eigh=(lambda k: _init_sde._init_particles_jit(k, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
+                                                                   backward=False, record=False, factor="eigh"), key0),
+                  nfd_core=(core, key0), nfd_core_eigh=(core_eigh, key0), plain_scan=(plain_scan, key0),
+                  diffrax=(diffrax_fwd, key0))
     return {
         "nfd": lambda s: (nfd.init_sde_particles(X, depth=L, particles=P, activation=activation, T=T, seed=s,
                                                  dtype=dt, backward=False).Q[-1], None),
+        "nfd_eigh": lambda s: (public_eigh(s), None),
         "nfd_core": lambda s: (np.asarray(core(jax.random.PRNGKey(s))), None),
+        "nfd_core_eigh": lambda s: (np.asarray(core_eigh(jax.random.PRNGKey(s))), None),
         "plain_scan": lambda s: np2(plain_scan(jax.random.PRNGKey(s))),
         "plain_scan_PN": lambda s: np2(plain_scan_pn(jax.random.PRNGKey(s))),
         "diffrax": lambda s: np2(diffrax_fwd(jax.random.PRNGKey(s))),
@@ -204,7 +250,7 @@ def _stamp():
     return f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}]"
 
 
-def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32"):
+def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32", spread_seeds=0):
     X = inputs(N)
     fns = make_methods(X, L=L, P=P, dtype=dtype)
     fns = {k: fns[k] for k in methods}
@@ -232,13 +278,31 @@ def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32"):
                    ratio_nfd_over_diffrax=best["nfd"] / best["diffrax"] if "diffrax" in best else None,
                    ratio_nfd_before_over_plain_scan=(best["nfd_before"] / best["plain_scan"]
                                                      if "nfd_before" in best and "plain_scan" in best else None),
-                   ratio_nfd_before_over_nfd=best["nfd_before"] / best["nfd"] if "nfd_before" in best else None)
+                   ratio_nfd_before_over_nfd=best["nfd_before"] / best["nfd"] if "nfd_before" in best else None,
+                   ratio_nfd_eigh_over_nfd=best["nfd_eigh"] / best["nfd"] if "nfd_eigh" in best else None,
+                   ratio_nfd_core_eigh_over_nfd_core=(best["nfd_core_eigh"] / best["nfd_core"]
+                                                      if "nfd_core_eigh" in best and "nfd_core" in best else None))
         fmt = lambda x: "n/a" if x is None else f"{x:.2f}"
         reps.append(rep)
         print(f"{_stamp()} P={P} N={N} L={L} repeat {r}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items())
               + f"; nfd/plain {fmt(rep['ratio_nfd_over_plain_scan'])}, nfd/diffrax {fmt(rep['ratio_nfd_over_diffrax'])}, "
-              f"before/nfd {fmt(rep['ratio_nfd_before_over_nfd'])}; load {np.mean(loads):.1f}", flush=True)
+              f"before/nfd {fmt(rep['ratio_nfd_before_over_nfd'])}, eigh/chol {fmt(rep['ratio_nfd_eigh_over_nfd'])} "
+              f"(core {fmt(rep['ratio_nfd_core_eigh_over_nfd_core'])}); load {np.mean(loads):.1f}", flush=True)
     compile_s = {k: max(first[k] - min(rr["best_s"][k] for rr in reps), 0.0) for k in fns}
+    hlo = {}
+    for k in fns:
+        if k in JITTED:
+            try:
+                hlo[k] = hlo_summary(*JITTED[k])
+            except Exception as e:  # a summary is a diagnostic: never let it cost the timings
+                hlo[k] = dict(error=repr(e))
+    # run-to-run spread of Q_T (nfd_core over spread_seeds seeds) against the i.i.d. s.e. of one run:
+    # the particles interact through Σ (a particle mean), so one run's i.i.d. s.e. need not be the spread
+    spread = None
+    if spread_seeds and "nfd_core" in fns:
+        qs = np.array([fns["nfd_core"](1000 + s)[0] for s in range(spread_seeds)])
+        sd = qs.std(0, ddof=1)
+        spread = dict(seeds=spread_seeds, method="nfd_core", sd_run_to_run=sd.tolist(), mean=qs.mean(0).tolist())
     # agreement of E[h_T h_Tᵀ]: one run per method with its own seed
     Qs, hT = {}, None
     for i, (k, fn) in enumerate(fns.items()):
@@ -252,9 +316,24 @@ def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32"):
     m = len(fns)
     # z of each method against the mean of all (independent runs: var of the difference = se²(1 − 1/m))
     z = {k: float(np.max(np.abs(Qs[k] - Qbar) / (se * math.sqrt(1 - 1 / m)))) for k in fns}
+    extra = {}
+    if spread is not None:
+        sd = np.asarray(spread["sd_run_to_run"])
+        ratio = sd / se
+        # s.e. of the ratio from the sample sd of S seeds (chi-square, ≈ ratio/√(2(S−1)))
+        spread.update(ratio_sd_over_iid_se=ratio.tolist(),
+                      ratio_se=(ratio / math.sqrt(2 * (spread_seeds - 1))).tolist())
+        extra["max_abs_z_vs_mean_spread"] = {k: float(np.max(np.abs(Qs[k] - Qbar) / (sd * math.sqrt(1 - 1 / m))))
+                                             for k in fns}
+        print(f"{_stamp()} P={P}: run-to-run sd / i.i.d. s.e. of Q_T over {spread_seeds} seeds: "
+              f"{np.round(ratio[np.triu_indices(N)], 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (spread_seeds - 1)):.0f}%)",
+              flush=True)
+    print(f"{_stamp()} P={P}: max |z| vs the mean (i.i.d. s.e.): " + ", ".join(f"{k} {v:.2f}" for k, v in z.items())
+          + ("" if spread is None else "; with the run-to-run sd: " + ", ".join(
+              f"{k} {v:.2f}" for k, v in extra["max_abs_z_vs_mean_spread"].items())), flush=True)
     return dict(P=P, N=N, L=L, d=X.shape[1], dtype=dtype, activation="tanh", T=1.0, rounds=rounds,
                 first_call_s=first, compile_s=compile_s, repeats=reps, Q_T={k: v.tolist() for k, v in Qs.items()},
-                Q_T_se_one_run=se.tolist(), max_abs_z_vs_mean=z)
+                Q_T_se_one_run=se.tolist(), max_abs_z_vs_mean=z, spread=spread, hlo=hlo, **extra)
 
 
 def plot(doc, path):
@@ -304,7 +383,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     dev = jax.devices()[0]
     print(f"{_stamp()} init_sde benchmark on {dev.device_kind} ({dev.platform}), size {size}", flush=True)
-    res = [bench_config(c["P"], c["N"], c["L"], S["rounds"], S["repeats"], methods=c.get("methods", ORDER))
+    res = [bench_config(c["P"], c["N"], c["L"], S["rounds"], S["repeats"], methods=c.get("methods", ORDER),
+                        spread_seeds=S.get("spread_seeds", 0))
            for c in S["configs"]]
     doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res,
                machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
