@@ -8,6 +8,8 @@ Methods (all forward only, the same P, N, L, dtype and initial law; the quantity
 * ``nfd_eigh``: the same call with the per-layer factor of Σ by ``eigh`` (the factor before this
   change: a LAPACK / cuSOLVER call per layer) instead of the default pivoted Cholesky written as N
   unrolled element-wise rank-one steps (no solver call), validation left out;
+* ``nfd_stacked``: the same (default factor) with both per-layer Gram matrices, φ(h)φ(h)ᵀ and hhᵀ,
+  from one product of [h; φ(h)] (``gram="stacked"``) instead of two;
 * ``nfd_core``: its jitted kernel alone (``_init_particles(backward=False, record=False)``; only
   Q_T is returned, so the per-layer covariances are dead code and not computed);
 * ``nfd_core_eigh``: the same with the ``eigh`` factor;
@@ -56,11 +58,11 @@ SIZES = {
     "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2, spread_seeds=48),
     # at P = 2^20 the "before" path would copy 2 × 2 GiB of paths to the host per call: left out there
     "gpu": dict(configs=[dict(P=32768, N=4, L=128),
-                         dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_eigh", "nfd_core", "nfd_core_eigh",
+                         dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_eigh", "nfd_stacked", "nfd_core", "nfd_core_eigh",
                                                               "plain_scan", "diffrax", "nfd_fwd_bwd"))],
                 rounds=5, repeats=2, spread_seeds=48),
 }
-ORDER = ("nfd", "nfd_eigh", "nfd_core", "nfd_core_eigh", "plain_scan", "plain_scan_PN", "diffrax", "nfd_fwd_bwd",
+ORDER = ("nfd", "nfd_eigh", "nfd_stacked", "nfd_core", "nfd_core_eigh", "plain_scan", "plain_scan_PN", "diffrax", "nfd_fwd_bwd",
          "nfd_before")
 
 
@@ -214,9 +216,9 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
 
     core, core_eigh = core_of("auto"), core_of("eigh")
 
-    def public_eigh(s):  # init_sde_particles(..., backward=False) without validation, with the eigh factor
+    def public(s, **kw):  # init_sde_particles(..., backward=False) without validation, other options
         Q = _init_sde._init_particles_jit(seed_key(s), Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
-                                          backward=False, record=False, factor="eigh")[0]
+                                          backward=False, record=False, **kw)[0]
         return np.asarray(Q)[-1]
 
     def np2(out):
@@ -228,12 +230,16 @@ def make_methods(X, *, L, P, activation="tanh", T=1.0, dtype="float32"):
                                                               backward=False, record=False), key0),
                   nfd_eigh=(lambda k: _init_sde._init_particles_jit(k, Xj, jnp.asarray(tau, dt), L=L, P=P, act=act,
                                                                    backward=False, record=False, factor="eigh"), key0),
+                  nfd_stacked=(lambda k: _init_sde._init_particles_jit(k, Xj, jnp.asarray(tau, dt), L=L, P=P,
+                                                                      act=act, backward=False, record=False,
+                                                                      gram="stacked"), key0),
                   nfd_core=(core, key0), nfd_core_eigh=(core_eigh, key0), plain_scan=(plain_scan, key0),
                   diffrax=(diffrax_fwd, key0))
     return {
         "nfd": lambda s: (nfd.init_sde_particles(X, depth=L, particles=P, activation=activation, T=T, seed=s,
                                                  dtype=dt, backward=False).Q[-1], None),
-        "nfd_eigh": lambda s: (public_eigh(s), None),
+        "nfd_eigh": lambda s: (public(s, factor="eigh"), None),
+        "nfd_stacked": lambda s: (public(s, gram="stacked"), None),
         "nfd_core": lambda s: (np.asarray(core(jax.random.PRNGKey(s))), None),
         "nfd_core_eigh": lambda s: (np.asarray(core_eigh(jax.random.PRNGKey(s))), None),
         "plain_scan": lambda s: np2(plain_scan(jax.random.PRNGKey(s))),

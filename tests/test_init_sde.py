@@ -159,6 +159,10 @@ def test_pivoted_cholesky_factor_is_a_square_root_within_its_error_bound(dtype):
         assert np.allclose(F, F.T) == (N > _CHOL_MAX_N)  # eigh's root is symmetric, Cholesky's is not
     with pytest.raises(ValueError, match="factor"):
         _psd_factor(S, "qr")
+    with pytest.raises(ValueError, match="gram"):
+        from nfd.limits._init_sde import _forward
+
+        _forward(jax.random.PRNGKey(0), jnp.ones((2, 3)), 0.5, L=2, P=8, act=None, keep_paths=False, gram="x")
 
 
 def _bench_module():
@@ -186,13 +190,13 @@ def test_forward_only_path_is_the_forward_half_of_the_full_solve():
 
 
 def test_benchmarked_methods_agree_on_the_terminal_covariance():
-    """The methods of benchmarks/init_sde.py (nfd forward-only, with its pivoted-Cholesky factor and
-    with the eigh factor; a plain lax.scan with a Cholesky factor, in the (N, P) and the (P, N)
+    """The methods of benchmarks/init_sde.py (nfd forward-only, with its pivoted-Cholesky factor,
+    with the eigh factor and with one stacked Gram product per layer; a plain lax.scan with a Cholesky factor, in the (N, P) and the (P, N)
     layout; diffrax Euler over an UnsafeBrownianPath) each
     estimate E[h_T h_Tᵀ] of the same particle system.  Over S = 16 seeds each, every method's mean
     must match the deterministic depth-L recursion within a Student-t bound: the s.e. is estimated
     from 16 runs, so the threshold is the t_15 quantile for a two-sided false-failure rate of 1e-4
-    per entry (≈ 5.2 s.e.; 15 entries in all).  The O(1/P) McKean–Vlasov particle bias (≈ 1/P = 2.4e-4
+    per entry (≈ 5.2 s.e.; 18 entries in all).  The O(1/P) McKean–Vlasov particle bias (≈ 1/P = 2.4e-4
     relative) is < 1/20 of the s.e."""
     from scipy import stats
 
@@ -200,7 +204,7 @@ def test_benchmarked_methods_agree_on_the_terminal_covariance():
     t_max = stats.t.ppf(1 - 0.5e-4, S - 1)
     ref = discrete_init_kernels(X2, depth=L, activation="tanh").Q[-1]
     methods = _bench_module().make_methods(X2, L=L, P=P, activation="tanh")
-    for name in ("nfd", "nfd_eigh", "plain_scan", "plain_scan_PN", "diffrax"):
+    for name in ("nfd", "nfd_eigh", "nfd_stacked", "plain_scan", "plain_scan_PN", "diffrax"):
         q = np.array([methods[name](s)[0] for s in range(S)])
         se = q.std(0, ddof=1) / math.sqrt(S)
         assert np.all(se < 0.01 * np.abs(ref).max()), (name, se)  # a real check: s.e. ≲ 1% of the values

@@ -347,8 +347,12 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
     return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h, g=g)
 
 
-def _forward(key, X, tau, *, L, P, act, keep_paths, factor="auto"):
+def _forward(key, X, tau, *, L, P, act, keep_paths, factor="auto", gram="separate"):
     """The forward particles: returns Q (L+1, N, N) and, if ``keep_paths``, H (L+1, N, P).
+
+    ``gram``: ``"separate"`` forms S = φ(h)φ(h)ᵀ/P and Q = hhᵀ/P by two (N×P)(P×N) products per
+    layer; ``"stacked"`` by one product of Z = [h; φ(h)] (2N×P) with itself (one kernel instead of two
+    on an accelerator; the same numbers up to the summation order).  ``factor``: :func:`_psd_factor`.
 
     Layout: particles on the last (minor, contiguous) axis, so every per-step operation (activation,
     the two (N×P)(P×N) Gram products, the N×N factor applied to the noise, the update) runs over
@@ -361,12 +365,21 @@ def _forward(key, X, tau, *, L, P, act, keep_paths, factor="auto"):
     h0 = X @ U.T / math.sqrt(d)  # (N, P)
     st = jnp.sqrt(tau)
 
+    if gram not in ("separate", "stacked"):
+        raise ValueError(f"gram must be 'separate' or 'stacked', got {gram!r}")
+
     def fwd(h, l):
         u = act.fn(h)
-        S = u @ u.T / P
+        if gram == "stacked":
+            Z = jnp.concatenate([h, u], axis=0)
+            G = Z @ Z.T / P
+            Qh, S = G[:N, :N], G[N:, N:]
+        else:
+            S = u @ u.T / P
+            Qh = h @ h.T / P
         xi = jax.random.normal(jax.random.fold_in(k_f, l), (N, P), dtype)
         hn = h + st * _psd_factor(S, factor) @ xi
-        return hn, ((h @ h.T / P, h) if keep_paths else h @ h.T / P)
+        return hn, ((Qh, h) if keep_paths else Qh)
 
     hL, ys = jax.lax.scan(fwd, h0, jnp.arange(L))
     Qs, hs = ys if keep_paths else (ys, None)
@@ -375,12 +388,14 @@ def _forward(key, X, tau, *, L, P, act, keep_paths, factor="auto"):
     return Q, H
 
 
-def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True, factor="auto"):
+def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True, factor="auto", gram="separate"):
     """(Q, Θ, H, G): Θ and G are None without ``backward``; H and G are None without ``record``.
-    ``factor``: the square root of the per-layer covariances (:func:`_psd_factor`)."""
+    ``factor``: the square root of the per-layer covariances (:func:`_psd_factor`); ``gram``: see
+    :func:`_forward`."""
     N, d = X.shape
     dtype = X.dtype
-    Q, H = _forward(key, X, tau, L=L, P=P, act=act, keep_paths=backward or record, factor=factor)
+    Q, H = _forward(key, X, tau, L=L, P=P, act=act, keep_paths=backward or record, factor=factor,
+                    gram=gram)
     if not backward:
         return Q, None, H if record else None, None
     _, k_v, _, k_b = jax.random.split(key, 4)
@@ -401,7 +416,8 @@ def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True, facto
     return Q, Th, H if record else None, G
 
 
-_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act", "backward", "record", "factor"))
+_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act", "backward", "record", "factor",
+                                                                     "gram"))
 
 
 def _coupling_grid(q0, L, act, T):
