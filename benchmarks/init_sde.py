@@ -25,8 +25,9 @@ rounds calling each method once in a random order (interleaved), best of the rou
 ``repeats`` times so the headline ratios are reproduced; the 1-minute load average is recorded per
 round.  Agreement: each method's E[h_T h_Tᵀ] against the mean of all methods, in units of the
 Monte-Carlo standard error of one run (from the particles' spread of h^a h^b), and in units of the
-measured run-to-run standard deviation (``spread``: ``nfd_core`` over ``spread_seeds`` seeds; the
-particles interact through Σ, so the i.i.d. s.e. understates it).  ``hlo``: the solver-library
+measured run-to-run standard deviation (``spread``: ``nfd_core`` and ``nfd`` over ``spread_seeds``
+seeds each; the particles interact through Σ, so the i.i.d. s.e. understates it; ``spread_vs_P``:
+the same ratio at smaller P).  ``hlo``: the solver-library
 calls (custom calls) and the number of fusions in each jitted kernel as compiled on this device.
 
     python benchmarks/init_sde.py                 # P = 32768, N = 4, L = 128, float32 (2 CPU cores: ~1 min)
@@ -55,7 +56,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 SIZES = {
     "tiny": dict(configs=[dict(P=1024, N=2, L=8)], rounds=2, repeats=1, spread_seeds=8),
-    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2, spread_seeds=48),
+    "default": dict(configs=[dict(P=32768, N=4, L=128)], rounds=7, repeats=2, spread_seeds=48,
+                    spread_P=[2048, 8192]),
     # at P = 2^20 the "before" path would copy 2 × 2 GiB of paths to the host per call: left out there
     "gpu": dict(configs=[dict(P=32768, N=4, L=128),
                          dict(P=1048576, N=4, L=128, methods=("nfd", "nfd_eigh", "nfd_stacked", "nfd_core", "nfd_core_eigh",
@@ -304,11 +306,22 @@ def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32", sprea
                 hlo[k] = dict(error=repr(e))
     # run-to-run spread of Q_T (nfd_core over spread_seeds seeds) against the i.i.d. s.e. of one run:
     # the particles interact through Σ (a particle mean), so one run's i.i.d. s.e. need not be the spread
+    # (and the public path's spread, which on a GPU runs a differently compiled per-layer Gram product)
     spread = None
     if spread_seeds and "nfd_core" in fns:
         qs = np.array([fns["nfd_core"](1000 + s)[0] for s in range(spread_seeds)])
         sd = qs.std(0, ddof=1)
         spread = dict(seeds=spread_seeds, method="nfd_core", sd_run_to_run=sd.tolist(), mean=qs.mean(0).tolist())
+        if "nfd" in fns:
+            qn = np.array([fns["nfd"](2000 + s)[0] for s in range(spread_seeds)])
+            sdn = qn.std(0, ddof=1)
+            # ratio of two independent sample sds of S seeds: relative s.e. ≈ 1/√(S − 1)
+            spread.update(nfd_sd_run_to_run=sdn.tolist(), nfd_mean=qn.mean(0).tolist(),
+                          ratio_sd_nfd_over_sd_core=(sdn / sd).tolist(),
+                          ratio_sd_nfd_over_sd_core_rel_se=1 / math.sqrt(spread_seeds - 1),
+                          # the two means (independent seeds) in units of their combined s.e.
+                          z_mean_nfd_vs_core=((qn.mean(0) - qs.mean(0))
+                                              / np.sqrt((sdn**2 + sd**2) / spread_seeds)).tolist())
     # agreement of E[h_T h_Tᵀ]: one run per method with its own seed
     Qs, hT = {}, None
     for i, (k, fn) in enumerate(fns.items()):
@@ -331,15 +344,40 @@ def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32", sprea
                       ratio_se=(ratio / math.sqrt(2 * (spread_seeds - 1))).tolist())
         extra["max_abs_z_vs_mean_spread"] = {k: float(np.max(np.abs(Qs[k] - Qbar) / (sd * math.sqrt(1 - 1 / m))))
                                              for k in fns}
+        iu = np.triu_indices(N)
         print(f"{_stamp()} P={P}: run-to-run sd / i.i.d. s.e. of Q_T over {spread_seeds} seeds: "
-              f"{np.round(ratio[np.triu_indices(N)], 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (spread_seeds - 1)):.0f}%)",
-              flush=True)
+              f"{np.round(ratio[iu], 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (spread_seeds - 1)):.0f}%)", flush=True)
+        if "ratio_sd_nfd_over_sd_core" in spread:
+            print(f"{_stamp()} P={P}: sd(nfd) / sd(nfd_core): "
+                  f"{np.round(np.asarray(spread['ratio_sd_nfd_over_sd_core'])[iu], 2).tolist()} (each ± ≈"
+                  f"{100 * spread['ratio_sd_nfd_over_sd_core_rel_se']:.0f}%); mean(nfd) − mean(nfd_core) in s.e.: "
+                  f"{np.round(np.asarray(spread['z_mean_nfd_vs_core'])[iu], 2).tolist()}", flush=True)
     print(f"{_stamp()} P={P}: max |z| vs the mean (i.i.d. s.e.): " + ", ".join(f"{k} {v:.2f}" for k, v in z.items())
           + ("" if spread is None else "; with the run-to-run sd: " + ", ".join(
               f"{k} {v:.2f}" for k, v in extra["max_abs_z_vs_mean_spread"].items())), flush=True)
     return dict(P=P, N=N, L=L, d=X.shape[1], dtype=dtype, activation="tanh", T=1.0, rounds=rounds,
                 first_call_s=first, compile_s=compile_s, repeats=reps, Q_T={k: v.tolist() for k, v in Qs.items()},
                 Q_T_se_one_run=se.tolist(), max_abs_z_vs_mean=z, spread=spread, hlo=hlo, **extra)
+
+
+def spread_at(P, N, L, seeds, dtype="float32"):
+    """Run-to-run sd of Q_T (``nfd_core`` over ``seeds`` seeds) / the i.i.d. s.e. of one run (the
+    mean over 4 plain-scan runs' particle spread of h^a h^b / √P), at one P: whether the inflation
+    by the mean-field coupling depends on P."""
+    X = inputs(N)
+    fns = make_methods(X, L=L, P=P, dtype=dtype)
+    qs = np.array([fns["nfd_core"](3000 + s)[0] for s in range(seeds)])
+    se = []
+    for s in range(4):
+        hT = fns["plain_scan"](4000 + s)[1]
+        se.append((hT[:, None, :] * hT[None, :, :]).std(axis=-1, ddof=1) / math.sqrt(P))
+    se = np.mean(se, axis=0)
+    ratio = qs.std(0, ddof=1) / se
+    iu = np.triu_indices(N)
+    print(f"{_stamp()} spread at P={P}, L={L}: run-to-run sd / i.i.d. s.e. over {seeds} seeds: "
+          f"{np.round(ratio[iu], 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (seeds - 1)):.0f}%)", flush=True)
+    return dict(P=P, N=N, L=L, seeds=seeds, ratio_sd_over_iid_se=ratio.tolist(),
+                ratio_rel_se=1 / math.sqrt(2 * (seeds - 1)))
 
 
 def plot(doc, path):
@@ -392,7 +430,8 @@ def main(argv=None):
     res = [bench_config(c["P"], c["N"], c["L"], S["rounds"], S["repeats"], methods=c.get("methods", ORDER),
                         spread_seeds=S.get("spread_seeds", 0))
            for c in S["configs"]]
-    doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res,
+    spread_vs_P = [spread_at(P, 4, 128, S["spread_seeds"]) for P in S.get("spread_P", [])]
+    doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res, spread_vs_P=spread_vs_P,
                machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
                             jax=jax.__version__, device_kind=dev.device_kind, device_platform=dev.platform,
                             device_count=len(jax.devices())),
