@@ -288,6 +288,12 @@ def bench_config(P, N, L, rounds, repeats, methods=ORDER, dtype="float32", sprea
                                                      if "nfd_before" in best and "plain_scan" in best else None),
                    ratio_nfd_before_over_nfd=best["nfd_before"] / best["nfd"] if "nfd_before" in best else None,
                    ratio_nfd_eigh_over_nfd=best["nfd_eigh"] / best["nfd"] if "nfd_eigh" in best else None,
+                   per_round_ratio_quartiles={f"{a}/{b}": np.percentile(np.asarray(runs[a]) / np.asarray(runs[b]),
+                                                                        [25, 50, 75]).tolist()
+                                              for a, b in (("nfd", "plain_scan"), ("nfd_core", "plain_scan"),
+                                                           ("nfd_eigh", "nfd"), ("nfd_core_eigh", "nfd_core"),
+                                                           ("nfd_stacked", "nfd"), ("nfd", "diffrax"))
+                                              if a in runs and b in runs},
                    ratio_nfd_core_eigh_over_nfd_core=(best["nfd_core_eigh"] / best["nfd_core"]
                                                       if "nfd_core_eigh" in best and "nfd_core" in best else None))
         fmt = lambda x: "n/a" if x is None else f"{x:.2f}"
@@ -375,20 +381,23 @@ def spread_at(P, N, L, seeds, dtype="float32"):
     ratio = qs.std(0, ddof=1) / se
     iu = np.triu_indices(N)
     print(f"{_stamp()} spread at P={P}, L={L}: run-to-run sd / i.i.d. s.e. over {seeds} seeds: "
-          f"{np.round(ratio[iu], 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (seeds - 1)):.0f}%)", flush=True)
+          f"{np.round(ratio[iu].astype(float), 2).tolist()} (each ± ≈{100 / math.sqrt(2 * (seeds - 1)):.0f}%)", flush=True)
     return dict(P=P, N=N, L=L, seeds=seeds, ratio_sd_over_iid_se=ratio.tolist(),
                 ratio_rel_se=1 / math.sqrt(2 * (seeds - 1)))
 
 
 def plot(doc, path):
+    """Top row: best time per method and repeat; bottom row: time ÷ plain scan per method, the bar the
+    ratio of the bests, the whisker the interquartile range of the per-round ratios (both repeats)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cfgs = doc["results"]
-    fig, axes = plt.subplots(1, len(cfgs), figsize=(6.5 * len(cfgs), 4), squeeze=False)
-    for ax, c in zip(axes[0], cfgs):
+    fig, axes = plt.subplots(2, len(cfgs), figsize=(6.5 * len(cfgs), 7.5), squeeze=False)
+    for j, c in enumerate(cfgs):
+        ax, ax2 = axes[0, j], axes[1, j]
         names = list(c["first_call_s"])
         reps = c["repeats"]
         w = 0.8 / len(reps)
@@ -398,12 +407,26 @@ def plot(doc, path):
             ax.bar(x, y, w * 0.9, label=f"repeat {i} (load {np.mean(r['load_avg_per_round']):.1f})")
             for xi, yi in zip(x, y):
                 ax.text(xi, yi, f"{yi:.0f}", ha="center", va="bottom", fontsize=6)
-        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+            if "plain_scan" in r["best_s"]:
+                yr = [r["best_s"][k] / r["best_s"]["plain_scan"] for k in names]
+                q = [np.percentile(np.asarray(r["runs_s"][k]) / np.asarray(r["runs_s"]["plain_scan"]), [25, 75])
+                     for k in names]
+                ax2.bar(x, yr, w * 0.9, label=f"repeat {i}")
+                ax2.errorbar(x, yr, yerr=np.array([[max(yi - lo, 0), max(hi - yi, 0)] for yi, (lo, hi) in zip(yr, q)]).T,
+                             fmt="none", ecolor="k", lw=0.8, capsize=2)
+                for xi, yi in zip(x, yr):
+                    ax2.text(xi, 0.03, f"{yi:.2f}", ha="center", va="bottom", fontsize=6, rotation=90, color="w")
+        for a in (ax, ax2):
+            a.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
         ax.set_ylabel(f"ms, best of {c['rounds']} interleaved calls")
+        zs = c.get("max_abs_z_vs_mean_spread")
         ax.set_title(f"MV-SDE at init, P={c['P']}, N={c['N']}, L={c['L']}, {c['dtype']}\n"
-                     f"{doc['machine']['device_kind']}; max |z| of E[h_T h_Tᵀ] {max(c['max_abs_z_vs_mean'].values()):.1f}",
-                     fontsize=9)
+                     f"{doc['machine']['device_kind']}; max |z| of E[h_T h_Tᵀ] {max(c['max_abs_z_vs_mean'].values()):.1f}"
+                     " (i.i.d. s.e.)" + ("" if not zs else f", {max(zs.values()):.1f} (run-to-run sd)"), fontsize=9)
         ax.legend(fontsize=7)
+        ax2.axhline(1.0, color="k", ls="--", lw=0.8)
+        ax2.set_ylabel("time ÷ plain scan (bar: bests; whisker: IQR per round)", fontsize=8)
+        ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
