@@ -386,6 +386,25 @@ def spread_at(P, N, L, seeds, dtype="float32"):
                 ratio_rel_se=1 / math.sqrt(2 * (seeds - 1)))
 
 
+def accumulation_check(Q, P=1 << 20, seed=0):
+    """How far float32 summation can move a Gram entry of P particles, in units of its Monte-Carlo
+    s.e.: float32 Gaussian particles with covariance Q; the particle mean of h^a h^b summed (i) fully
+    sequentially in float32 (the worst order: np.cumsum), (ii) by float32 BLAS, against float64."""
+    rng = np.random.default_rng(seed)
+    Q = np.asarray(Q, np.float64)
+    N = Q.shape[0]
+    w, V = np.linalg.eigh(Q)
+    h = ((V * np.sqrt(np.maximum(w, 0))) @ rng.normal(size=(N, P))).astype(np.float32)
+    h64 = h.astype(np.float64)
+    exact = h64 @ h64.T / P
+    se = np.array([[(h64[a] * h64[b]).std(ddof=1) / math.sqrt(P) for b in range(N)] for a in range(N)])
+    seq = np.array([[np.cumsum(h[a] * h[b], dtype=np.float32)[-1] / np.float32(P) for b in range(N)] for a in range(N)])
+    blas = (h @ h.T) / np.float32(P)
+    return dict(P=P, max_err_over_se_sequential=float(np.max(np.abs(seq - exact) / se)),
+                max_rel_err_sequential=float(np.max(np.abs(seq - exact) / np.abs(exact))),
+                max_err_over_se_blas=float(np.max(np.abs(blas - exact) / se)))
+
+
 def plot(doc, path):
     """Top row: best time per method and repeat; bottom row: time ÷ plain scan per method, the bar the
     ratio of the bests, the whisker the interquartile range of the per-round ratios (both repeats)."""
@@ -454,7 +473,12 @@ def main(argv=None):
                         spread_seeds=S.get("spread_seeds", 0))
            for c in S["configs"]]
     spread_vs_P = [spread_at(P, 4, 128, S["spread_seeds"]) for P in S.get("spread_P", [])]
+    acc = accumulation_check(np.asarray(res[0]["Q_T"]["plain_scan" if "plain_scan" in res[0]["Q_T"] else "nfd"]))
+    print(f"{_stamp()} float32 summation over P = 2^20 particles, |error| / s.e. of a Gram entry: sequential "
+          f"{acc['max_err_over_se_sequential']:.3f} (relative {acc['max_rel_err_sequential']:.1e}), BLAS "
+          f"{acc['max_err_over_se_blas']:.4f}", flush=True)
     doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res, spread_vs_P=spread_vs_P,
+               float32_accumulation=acc,
                machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
                             jax=jax.__version__, device_kind=dev.device_kind, device_platform=dev.platform,
                             device_count=len(jax.devices())),
