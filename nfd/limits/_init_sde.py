@@ -11,7 +11,9 @@ Three descriptions of the same law are provided, so each checks the others:
 * :func:`init_sde_particles`: Euler–Maruyama with P particles (McKean–Vlasov: the diffusion
   coefficient is a particle mean), h_ℓ = h_{ℓ-1} + √τ Σ_{ℓ-1}^{1/2} ξ_ℓ and
   g_{ℓ-1} = g_ℓ + √τ φ'(h_{ℓ-1}) Θ_ℓ^{1/2} ξ̃_ℓ.  This is also the exact n → ∞ limit of the
-  depth-L network (the Euler–Maruyama scheme *is* the network).
+  depth-L network (the Euler–Maruyama scheme *is* the network).  Σ^{1/2} is any F with F Fᵀ = Σ
+  (each gives F ξ the same law): a pivoted Cholesky factor for N ≤ 16 inputs, the symmetric
+  ``eigh`` root above.
 * :func:`discrete_init_kernels`: the same recursion for the covariances, deterministic
   (Gaussian expectations in closed form or by quadrature): Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}),
   Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
