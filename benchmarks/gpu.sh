@@ -2,8 +2,8 @@
 # One prepared GPU run of nfd's benchmarks (issue 18, item 7): the initialisation SDE against a plain
 # scan and diffrax, kernels (time to a given error against the L = ∞ kernel), time to accuracy (speed
 # study part a; part b is the SDE at P = 2^20) and scaling (per-solver wall times on the real device,
-# one process, one device), at sizes meant to fit about 6 minutes on one H200 (stage limits add up to
-# 385 s; most of each stage is compilation).
+# one process, one device), at sizes meant to fit about 7 minutes on one H200 (stage limits add up to
+# 430 s; most of each stage is compilation).
 #
 #   bash benchmarks/gpu.sh OUT_DIR            # on the GPU machine, from anywhere
 #   bash benchmarks/gpu.sh OUT_DIR --tiny     # smoke test at tiny sizes (CPU: under 2 minutes)
@@ -37,7 +37,10 @@ if [ "$MODE" = "--tiny" ]; then
   LIM_INIT=300 LIM_KERN=300 LIM_SPEED=300 LIM_SCAL=300  # a safety net only
 elif [ -z "$MODE" ]; then
   INIT=(--gpu) KERN=(--gpu --sections time_to_error,timing) SPEED=() SCAL=(--gpu --sections strong)
-  LIM_INIT=75 LIM_KERN=90 LIM_SPEED=100 LIM_SCAL=120
+  # init_sde: 10 methods at P = 2^15 and 8 at P = 2^20 (nfd with the pivoted-Cholesky and with the eigh
+  # factor, with one stacked Gram product, plain scan, diffrax), each compiled, plus 48 seeds of the
+  # run-to-run spread per size
+  LIM_INIT=120 LIM_KERN=90 LIM_SPEED=100 LIM_SCAL=120
 else
   echo "unknown option $MODE (expected --tiny or nothing)" >&2
   exit 2

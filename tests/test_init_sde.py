@@ -112,6 +112,59 @@ def test_coupling_width_part_decays_as_one_over_n():
     assert np.all(np.abs(tot - (e + dp)) <= Z * np.hypot(tse, se) + 0.2 * dp)
 
 
+@pytest.mark.usefixtures("x64")  # float64 reference; both dtypes tested
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pivoted_cholesky_factor_is_a_square_root_within_its_error_bound(dtype):
+    """The per-layer factor F (pivoted Cholesky, no solver call) satisfies F Fᵀ = S within the bound
+    derived in ``_psd_chol``: |F Fᵀ − S|_ab ≤ γ_{N+1} √(S_aa S_bb) + N ε tr S (Cholesky's backward
+    error, plus the dropped remainder below the pivot threshold), on full-rank, duplicate-input,
+    rank-one (g_L's Θ) and ill-conditioned (eigenvalues down to 1e-12 of the largest) PSD matrices,
+    N = 1..16.  Deterministic: a round-off bound, no Monte Carlo."""
+    import jax
+
+    from nfd.limits._init_sde import _CHOL_MAX_N, _psd_chol, _psd_factor
+
+    rng = np.random.default_rng(0)
+    eps = np.finfo(dtype).eps
+    chol = jax.jit(_psd_chol)
+    for N in (1, 2, 3, 4, 8, 16):
+        g = (N + 1) * eps / (1 - (N + 1) * eps)
+        for kind in ("full", "duplicates", "rank1", "illcond"):
+            for _ in range(10):
+                A = rng.normal(size=(N, 64))
+                if kind == "duplicates":
+                    A[N // 2:] = A[: N - N // 2]
+                elif kind == "rank1":
+                    A[:] = A[0]
+                elif kind == "illcond":
+                    A = rng.normal(size=(N, N)) @ np.diag(10.0 ** -rng.uniform(0, 6, N)) @ A
+                U = A if kind == "illcond" else np.tanh(A)
+                S = (U @ U.T / 64).astype(dtype)
+                S = 0.5 * (S + S.T)
+                Fj = chol(jnp.asarray(S))
+                assert Fj.dtype == dtype and Fj.shape == (N, N)
+                F = np.asarray(Fj, dtype=np.float64)
+                Sd = S.astype(np.float64)
+                bound = g * np.sqrt(np.outer(np.diag(Sd), np.diag(Sd))) + N * eps * np.trace(Sd)
+                err = np.abs(F @ F.T - Sd)
+                assert np.all(err <= bound), (N, kind, (err / bound).max())
+    # all-zero S (e.g. zero inputs): the factor is zero, not NaN
+    assert np.all(np.asarray(chol(jnp.zeros((3, 3), dtype))) == 0)
+    # the dispatch: Cholesky up to _CHOL_MAX_N, eigh above (both square roots)
+    for N in (_CHOL_MAX_N, _CHOL_MAX_N + 1):
+        U = np.tanh(rng.normal(size=(N, 64)))
+        S = jnp.asarray(U @ U.T / 64, dtype)
+        F = np.asarray(_psd_factor(S), dtype=np.float64)
+        np.testing.assert_allclose(F @ F.T, np.asarray(S, np.float64), atol=64 * N * eps)
+        assert np.allclose(F, F.T) == (N > _CHOL_MAX_N)  # eigh's root is symmetric, Cholesky's is not
+    with pytest.raises(ValueError, match="factor"):
+        _psd_factor(S, "qr")
+    with pytest.raises(ValueError, match="gram"):
+        from nfd.limits._init_sde import _forward
+
+        _forward(jax.random.PRNGKey(0), jnp.ones((2, 3)), 0.5, L=2, P=8, act=None, keep_paths=False, gram="x")
+
+
 def _bench_module():
     import importlib.util
     from pathlib import Path
@@ -137,12 +190,13 @@ def test_forward_only_path_is_the_forward_half_of_the_full_solve():
 
 
 def test_benchmarked_methods_agree_on_the_terminal_covariance():
-    """The methods of benchmarks/init_sde.py (nfd forward-only; a plain lax.scan with a Cholesky
-    factor, in the (N, P) and the (P, N) layout; diffrax Euler over an UnsafeBrownianPath) each
+    """The methods of benchmarks/init_sde.py (nfd forward-only, with its pivoted-Cholesky factor,
+    with the eigh factor and with one stacked Gram product per layer; a plain lax.scan with a Cholesky factor, in the (N, P) and the (P, N)
+    layout; diffrax Euler over an UnsafeBrownianPath) each
     estimate E[h_T h_Tᵀ] of the same particle system.  Over S = 16 seeds each, every method's mean
     must match the deterministic depth-L recursion within a Student-t bound: the s.e. is estimated
     from 16 runs, so the threshold is the t_15 quantile for a two-sided false-failure rate of 1e-4
-    per entry (≈ 5.2 s.e.; 12 entries in all).  The O(1/P) McKean–Vlasov particle bias (≈ 1/P = 2.4e-4
+    per entry (≈ 5.2 s.e.; 18 entries in all).  The O(1/P) McKean–Vlasov particle bias (≈ 1/P = 2.4e-4
     relative) is < 1/20 of the s.e."""
     from scipy import stats
 
@@ -150,7 +204,7 @@ def test_benchmarked_methods_agree_on_the_terminal_covariance():
     t_max = stats.t.ppf(1 - 0.5e-4, S - 1)
     ref = discrete_init_kernels(X2, depth=L, activation="tanh").Q[-1]
     methods = _bench_module().make_methods(X2, L=L, P=P, activation="tanh")
-    for name in ("nfd", "plain_scan", "plain_scan_PN", "diffrax"):
+    for name in ("nfd", "nfd_eigh", "nfd_stacked", "plain_scan", "plain_scan_PN", "diffrax"):
         q = np.array([methods[name](s)[0] for s in range(S)])
         se = q.std(0, ddof=1) / math.sqrt(S)
         assert np.all(se < 0.01 * np.abs(ref).max()), (name, se)  # a real check: s.e. ≲ 1% of the values

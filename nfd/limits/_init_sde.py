@@ -11,7 +11,9 @@ Three descriptions of the same law are provided, so each checks the others:
 * :func:`init_sde_particles`: Euler–Maruyama with P particles (McKean–Vlasov: the diffusion
   coefficient is a particle mean), h_ℓ = h_{ℓ-1} + √τ Σ_{ℓ-1}^{1/2} ξ_ℓ and
   g_{ℓ-1} = g_ℓ + √τ φ'(h_{ℓ-1}) Θ_ℓ^{1/2} ξ̃_ℓ.  This is also the exact n → ∞ limit of the
-  depth-L network (the Euler–Maruyama scheme *is* the network).
+  depth-L network (the Euler–Maruyama scheme *is* the network).  Σ^{1/2} is any F with F Fᵀ = Σ
+  (each gives F ξ the same law): a pivoted Cholesky factor for N ≤ 16 inputs, the symmetric
+  ``eigh`` root above.
 * :func:`discrete_init_kernels`: the same recursion for the covariances, deterministic
   (Gaussian expectations in closed form or by quadrature): Q_ℓ = Q_{ℓ-1} + τ E[φφ](Q_{ℓ-1}),
   Θ_{ℓ-1} = Θ_ℓ ⊙ (1 + τ E[φ'φ'](Q_{ℓ-1})).
@@ -243,8 +245,61 @@ def discrete_init_kernels(X, *, depth: int, activation: Any = "relu", T: float =
 
 
 def _psd_sqrt(S):
+    """The symmetric square root V diag(√max(w, 0)) Vᵀ of a PSD matrix, by ``eigh``."""
     w, V = jnp.linalg.eigh(0.5 * (S + S.T))
     return (V * jnp.sqrt(jnp.maximum(w, 0.0))) @ V.T
+
+
+_CHOL_MAX_N = 16  # pivoted Cholesky (N unrolled rank-one steps) up to this N; eigh above
+
+
+def _psd_chol(S):
+    """A square root F (F Fᵀ = S up to round-off) of a PSD N×N matrix without a solver-library call:
+    Cholesky with diagonal pivoting, unrolled over the N columns (N is static), element-wise ops only.
+
+    Step k takes the largest remaining diagonal entry d = R_jj of the Schur complement R (R = S at the
+    start) and, if d > N·ε·tr S, sets column k of F to R[:, j]/√d and R ← R − F_k F_kᵀ; otherwise (a
+    null direction: duplicate inputs, g_L's rank-one Θ, or round-off) column k is zero and R is kept.
+    Rows already chosen are masked to zero, so F is a row permutation of a lower-triangular factor.
+    Any F with F Fᵀ = S gives F ξ the law N(0, S): the particle system's law is that of the ``eigh``
+    square root; its sample paths are not.
+
+    Error: F Fᵀ = S + E with |E_ab| ≤ γ_{N+1} √(S_aa S_bb) (Cholesky's backward error, Higham Thm 10.3,
+    the pivoting being a reordering; |F||F|ᵀ ≤ √(S_aa S_bb) by Cauchy–Schwarz) plus, where columns
+    are dropped, the remainder R, whose entries are ≤ the dropped pivots ≤ N·ε·tr S (R is PSD up to
+    round-off and every remaining diagonal entry is ≤ the largest one, which was dropped)."""
+    N = S.shape[-1]
+    S = 0.5 * (S + S.T)
+    tol = N * jnp.finfo(S.dtype).eps * jnp.maximum(jnp.trace(S), 0.0)
+    idx = jnp.arange(N)
+    free = jnp.ones((N,), bool)
+    R = S
+    cols = []
+    for _ in range(N):
+        d_all = jnp.where(free, jnp.diagonal(R), -jnp.inf)
+        j = jnp.argmax(d_all)
+        d = jnp.max(d_all)
+        keep = d > tol
+        onehot = idx == j
+        c = jnp.where(free & keep, jnp.sum(jnp.where(onehot[None, :], R, 0.0), axis=1), 0.0)
+        c = c / jnp.sqrt(jnp.where(keep, d, 1.0))
+        cols.append(c)
+        R = R - c[:, None] * c[None, :]
+        free = free & ~onehot
+    return jnp.stack(cols, axis=1)
+
+
+_FACTORS = ("auto", "chol", "eigh")
+
+
+def _psd_factor(S, factor="auto"):
+    """A square root of the PSD matrix S: pivoted Cholesky (:func:`_psd_chol`) for N ≤ 16 under
+    ``"auto"``, the symmetric ``eigh`` root (:func:`_psd_sqrt`, a LAPACK/cuSOLVER call) otherwise."""
+    if factor not in _FACTORS:
+        raise ValueError(f"factor must be one of {_FACTORS}, got {factor!r}")
+    if factor == "chol" or (factor == "auto" and S.shape[-1] <= _CHOL_MAX_N):
+        return _psd_chol(S)
+    return _psd_sqrt(S)
 
 
 def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu", T: float = 1.0, seed: int = 0,
@@ -294,8 +349,12 @@ def init_sde_particles(X, *, depth: int, particles: int, activation: Any = "relu
     return InitParticles(ts=np.linspace(0.0, T, L + 1), Q=Q, Theta=Th, h=h, g=g)
 
 
-def _forward(key, X, tau, *, L, P, act, keep_paths):
+def _forward(key, X, tau, *, L, P, act, keep_paths, factor="auto", gram="separate"):
     """The forward particles: returns Q (L+1, N, N) and, if ``keep_paths``, H (L+1, N, P).
+
+    ``gram``: ``"separate"`` forms S = φ(h)φ(h)ᵀ/P and Q = hhᵀ/P by two (N×P)(P×N) products per
+    layer; ``"stacked"`` by one product of Z = [h; φ(h)] (2N×P) with itself (one kernel instead of two
+    on an accelerator; the same numbers up to the summation order).  ``factor``: :func:`_psd_factor`.
 
     Layout: particles on the last (minor, contiguous) axis, so every per-step operation (activation,
     the two (N×P)(P×N) Gram products, the N×N factor applied to the noise, the update) runs over
@@ -308,12 +367,21 @@ def _forward(key, X, tau, *, L, P, act, keep_paths):
     h0 = X @ U.T / math.sqrt(d)  # (N, P)
     st = jnp.sqrt(tau)
 
+    if gram not in ("separate", "stacked"):
+        raise ValueError(f"gram must be 'separate' or 'stacked', got {gram!r}")
+
     def fwd(h, l):
         u = act.fn(h)
-        S = u @ u.T / P
+        if gram == "stacked":
+            Z = jnp.concatenate([h, u], axis=0)
+            G = Z @ Z.T / P
+            Qh, S = G[:N, :N], G[N:, N:]
+        else:
+            S = u @ u.T / P
+            Qh = h @ h.T / P
         xi = jax.random.normal(jax.random.fold_in(k_f, l), (N, P), dtype)
-        hn = h + st * _psd_sqrt(S) @ xi
-        return hn, ((h @ h.T / P, h) if keep_paths else h @ h.T / P)
+        hn = h + st * _psd_factor(S, factor) @ xi
+        return hn, ((Qh, h) if keep_paths else Qh)
 
     hL, ys = jax.lax.scan(fwd, h0, jnp.arange(L))
     Qs, hs = ys if keep_paths else (ys, None)
@@ -322,11 +390,14 @@ def _forward(key, X, tau, *, L, P, act, keep_paths):
     return Q, H
 
 
-def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True):
-    """(Q, Θ, H, G): Θ and G are None without ``backward``; H and G are None without ``record``."""
+def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True, factor="auto", gram="separate"):
+    """(Q, Θ, H, G): Θ and G are None without ``backward``; H and G are None without ``record``.
+    ``factor``: the square root of the per-layer covariances (:func:`_psd_factor`); ``gram``: see
+    :func:`_forward`."""
     N, d = X.shape
     dtype = X.dtype
-    Q, H = _forward(key, X, tau, L=L, P=P, act=act, keep_paths=backward or record)
+    Q, H = _forward(key, X, tau, L=L, P=P, act=act, keep_paths=backward or record, factor=factor,
+                    gram=gram)
     if not backward:
         return Q, None, H if record else None, None
     _, k_v, _, k_b = jax.random.split(key, 4)
@@ -338,7 +409,7 @@ def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True):
         l, hp = xs
         Th = g @ g.T / P
         xi = jax.random.normal(jax.random.fold_in(k_b, l), (N, P), dtype)
-        gn = g + st * act.deriv(hp) * (_psd_sqrt(Th) @ xi)
+        gn = g + st * act.deriv(hp) * (_psd_factor(Th, factor) @ xi)
         return gn, (Th, g if record else None)
 
     g0, (Ths, gs) = jax.lax.scan(bwd, gL, (jnp.arange(L), H[:-1]), reverse=True)
@@ -347,7 +418,8 @@ def _init_particles(key, X, tau, *, L, P, act, backward=True, record=True):
     return Q, Th, H if record else None, G
 
 
-_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act", "backward", "record"))
+_init_particles_jit = jax.jit(_init_particles, static_argnames=("L", "P", "act", "backward", "record", "factor",
+                                                                     "gram"))
 
 
 def _coupling_grid(q0, L, act, T):
