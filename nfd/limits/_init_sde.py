@@ -194,8 +194,8 @@ def gaussian_init_kernels(X, *, activation: Any = "relu", T: float = 1.0, ts=Non
     Example:
         >>> import numpy as np
         >>> k = gaussian_init_kernels(np.ones((1, 2)), activation="identity", ts=[0.0, 1.0])
-        >>> np.round(k.Q[:, 0, 0], 4)  # q' = q, q(0) = 1  ->  q(1) = e
-        array([1.    , 2.7183])
+        >>> np.round(np.asarray(k.Q[:, 0, 0], np.float64), 4).tolist()  # q' = q, q(0) = 1  ->  q(1) = e
+        [1.0, 2.7183]
     """
     X = _check_X(X)
     act = get_activation(activation)
