@@ -64,3 +64,21 @@ def test_wrong_exponent_is_rejected():
     assert f["models"]["1/n"]["p"] > 1e-3  # the true model, one draw: not rejected at 1e-3
     assert f["interval_at_grid_edge"] is False
     assert f["slope"] == -f["alpha"]
+
+
+def test_gls_chi2_has_mean_dof_under_the_true_model():
+    """The GLS χ² of the correct linear model is χ²(dof): its mean over N draws is dof within 4 of its
+    standard errors √(2 dof / N); a wrong model (1/n only, data with a 1/n² term) has a larger mean."""
+    rng = np.random.default_rng(2)
+    K, m = 3, (len(NS) + 1) * 3
+    B = rng.normal(size=(m, m))
+    Sig = B @ B.T / m * 1e-4 + 1e-6 * np.eye(m)
+    W = np.linalg.inv(Sig)
+    mean = np.r_[np.concatenate([A + C / n + 10 * C / n**2 for n in NS]), A]
+    N = 2000
+    Y = (mean[None] + (np.linalg.cholesky(Sig) @ rng.normal(size=(m, N))).T).reshape(N, len(NS) + 1, K)
+    _, chi = rt._gls(NS, Y, W, (1.0, 2.0))
+    dof = m - 3 * K
+    assert abs(chi.mean() - dof) <= 4 * np.sqrt(2 * dof / N)
+    _, chi1 = rt._gls(NS, Y, W, (1.0,))
+    assert chi1.mean() > m - 2 * K + 4 * np.sqrt(2 * (m - 2 * K) / N)
