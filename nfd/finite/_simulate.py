@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._losses import loss_grad, loss_value
 from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
+from .._random import normal as _normal
 from .. import _checkpoint, _driver
 from .._divergence import check_policy, find
 from .._results import Status, result
@@ -118,10 +119,10 @@ def init_params(net: ResNet, seed_key, dtype=jnp.float32):
     """
     n, d, L, F = net.width, net.input_dim, net.depth, _families(net.block)
     k_u, k_v, k_w, _ = _keys(seed_key)
-    U = jax.random.normal(k_u, (n, d), dtype)
-    v = jax.random.normal(k_v, (n,), dtype)
+    U = _normal(k_u, (n, d), dtype)
+    v = _normal(k_v, (n,), dtype)
     W = jnp.stack(
-        [jnp.stack([jax.random.normal(_layer_key(k_w, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
+        [jnp.stack([_normal(_layer_key(k_w, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
     )
     return U, v, W
 
@@ -170,7 +171,7 @@ def _weights(st: _SimStatic, seed_key):
 
         def gen(kk):
             return jnp.stack(
-                [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
+                [jax.vmap(lambda l: _normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
             )
 
         out["W0"] = gen(k_w)
@@ -186,8 +187,8 @@ def _init(st: _SimStatic, seed_key):
     H = steps * batch
     k_u, k_v, _, _ = _keys_of(st, seed_key)
     state = {
-        "U": jax.random.normal(k_u, (n, d), dtype),
-        "v": jax.random.normal(k_v, (n,), dtype),
+        "U": _normal(k_u, (n, d), dtype),
+        "v": _normal(k_v, (n,), dtype),
         "P": jnp.zeros((F, L, H, n), dtype),
         "Q": jnp.zeros((F, L, H, n), dtype),
         **_weights(st, seed_key),
@@ -210,7 +211,7 @@ def _w0(st: _SimStatic, w, f, l, fwd=True):
     if st.dense:
         return (W0 if fwd else Wt0)[f, l]
     n = st.net.width
-    return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
+    return _normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
 
 
 def _matvec(st: _SimStatic, w, f, l, Pl, Ql, u):
