@@ -468,12 +468,9 @@ def _normals(st: _Static, k, l, s, rows, group="fwd"):
     m, P, dtype = st.refine, st.P, st.dtype
     if st.sampling == "iid":
         ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
-        if m == 1:  # the same numbers as the vmap over one key, without its axis: compiles faster on CPU
-            # (drawn shaped, not flat: the flat draw here changes XLA's fusion of the consumers, and
-            # with it the last bit of the outputs)
-            z = _pc(st, jax.random.normal(ks[0], (rows, P), dtype))[None]
-        else:
-            z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
+        # drawn shaped, not flat (:func:`_iid`): here the flat draw changes XLA's fusion of the
+        # consumers, and with it the last bit of the outputs
+        z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
         z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
     else:  # the bridge sums the m fine increments itself
         z = _pc(st, _draw(st, k, (rows, P), group, l, s))
