@@ -19,7 +19,8 @@ hashed, so the rounds also check that before and after compute the same numbers 
 
     python benchmarks/compile_time.py                    # 2 rounds, ~10 minutes on 2 loaded CPU cores
     python benchmarks/compile_time.py --rounds 3 --before /path/to/old/checkout
-    python benchmarks/compile_time.py --tiny --out /tmp/ct.json   # seconds: tiny sizes, 1 round
+    python benchmarks/compile_time.py --tiny --out /tmp/ct.json   # ~20 s: one tiny simulation, 1 round
+    python benchmarks/compile_time.py --identity         # bit-identity of 17 option sets only
 
 Writes benchmarks/results/compile_time.json and .png (``plot(doc, path)`` draws it).
 """
@@ -42,7 +43,9 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 # the commit the compile-time work (branch compile-time) started from: the default "before" tree
 BEFORE_REF = "0032775bef4146d9ba784a5b2a05cc2265083898"
-TINY_ARGS = ["--depth", "2", "--steps", "2", "--seeds", "2", "--widths", "8", "--particles", "64"]
+# --tiny: one tiny nfd.simulate call per process instead of the example (a smoke test of the
+# machinery: compilation dominates even the example's smallest sizes, ~30 s per process)
+TINY_ARGS = ["tiny"]
 
 CHILD = r"""
 import hashlib, json, os, sys, time
@@ -81,17 +84,24 @@ def wrap(fn, label):
     return call
 nfd.solve = wrap(nfd.solve, lambda k: f"solve {k.get('backward', 'exact')}")
 nfd.simulate = wrap(nfd.simulate, lambda k: f"simulate n={k['width']}")
-sys.path.insert(0, os.path.join(tree, "examples"))
-import quickstart
+if qargs == ["tiny"]:  # smoke test: one tiny simulation instead of the example
+    def example():
+        X = np.random.default_rng(0).normal(size=(2, 3))
+        nfd.simulate(X, X[:, 0], width=8, depth=2, seeds=2, seed=1, activation="tanh", lr=0.5)
+else:
+    sys.path.insert(0, os.path.join(tree, "examples"))
+    import quickstart
+    def example():
+        quickstart.main(["--out", png] + qargs)
 phase[0] = "other"
 t0 = time.perf_counter()
-quickstart.main(["--out", png] + qargs)
+example()
 t_cold = time.perf_counter() - t0
 n_cold = len(rec)
 t_warm = []
 for _ in range(warm):
     t0 = time.perf_counter()
-    quickstart.main(["--out", png] + qargs)
+    example()
     t_warm.append(time.perf_counter() - t0)
 print("RESULT " + json.dumps(dict(import_s=t_import, main_cold_s=t_cold, main_warm_s=t_warm, events=rec[:n_cold],
                                   events_warm=rec[n_cold:], call_s=times, hashes=hashes, nfd_file=nfd.__file__)))
@@ -277,17 +287,18 @@ def plot(doc, path):
 
     per = doc["results"]["programs"]
     ratios = doc["results"]["ratios"]
-    # the programs that take ≥ 2% of the before total, the rest summed
-    tot_b = sum(np.mean(v["before_backend_s"]) for v in per.values())
-    big = [k for k, v in per.items() if max(np.mean(v["before_backend_s"]), np.mean(v["after_backend_s"])) >= 0.02 * tot_b]
-    rest = [k for k in per if k not in big]
-    labels = big + ([f"{len(rest)} others"] if rest else [])
+    # XLA compile time per quickstart call (the sum over the programs it compiled; a change may split
+    # or merge programs, so the calls are what before and after share), mean and range over rounds
+    calls = []
+    for k in per:
+        c = k.split(": ")[0]
+        if c not in calls:
+            calls.append(c)
+    labels = calls
 
     def vals(side, kind="backend"):
-        out = [np.asarray(per[k][f"{side}_{kind}_s"]) for k in big]
-        if rest:
-            out.append(np.sum([np.asarray(per[k][f"{side}_{kind}_s"]) for k in rest], axis=0))
-        return out
+        return [np.sum([np.asarray(per[k][f"{side}_{kind}_s"]) for k in per if k.split(": ")[0] == c], axis=0)
+                for c in calls]
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw=dict(width_ratios=[3, 1.3]))
     y = np.arange(len(labels))
@@ -296,12 +307,15 @@ def plot(doc, path):
         m = np.array([a.mean() for a in v])
         lo = m - np.array([a.min() for a in v])
         hi = np.array([a.max() for a in v]) - m
-        ax1.barh(y + (0.2 if i == 0 else -0.2), m, 0.38, xerr=[lo, hi], color=col, capsize=2,
+        ax1.barh(y + (-0.2 if i == 0 else 0.2), m, 0.38, xerr=[lo, hi], color=col, capsize=2,
                  label=f"{side} ({doc['config'][side + '_commit'][:7]}), mean over rounds, bars: min–max")
+        for yi, mi in zip(y, m):
+            ax1.text(mi, yi + (-0.2 if i == 0 else 0.2), f" {mi:.1f}", va="center", fontsize=7)
     ax1.set_yticks(y, labels, fontsize=7)
     ax1.invert_yaxis()
-    ax1.set_xlabel("XLA compile time of the program (s)")
-    ax1.set_title("examples/quickstart.py: XLA compilation per program (call: function)", fontsize=9)
+    ax1.set_xlabel("XLA compile time of the call's programs (s)")
+    ax1.set_ylabel("call (other: programs outside nfd.solve / nfd.simulate)")
+    ax1.set_title(f"{doc['config']['example']}: XLA compilation per call, fresh process, cache off", fontsize=9)
     ax1.legend(fontsize=7, loc="lower right")
     rows = doc["results"]["processes"]
     rounds = sorted({x["round"] for x in rows})
@@ -350,7 +364,7 @@ def main(argv=None):
     p.add_argument("--after", default=ROOT, help="the tree measured as 'after' (default: this one)")
     p.add_argument("--identity", action="store_true", help="only the bit-identity check of the solver and "
                                                             "simulator options (IDENTITY_CHILD), printed and written")
-    p.add_argument("--tiny", action="store_true", help="tiny example sizes, for a smoke test (seconds)")
+    p.add_argument("--tiny", action="store_true", help="smoke test: one tiny simulation per process (~20 s in all)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/compile_time.json; with "
                                                "--tiny a temporary directory)")
     a = p.parse_args(argv)
@@ -386,7 +400,7 @@ def main(argv=None):
     doc = dict(
         benchmark="compile_time",
         size="tiny" if a.tiny else "full",
-        config=dict(example="examples/quickstart.py", quickstart_args=qargs, rounds=rounds, warm_repeats=warm,
+        config=dict(example="examples/quickstart.py" if not a.tiny else "one tiny nfd.simulate call", quickstart_args=qargs, rounds=rounds, warm_repeats=warm,
                     before_commit=_commit(before) if made is None else a.before_ref, after_commit=_commit(a.after),
                     order="interleaved: round r runs (before, after) for even r, (after, before) for odd r; each a "
                           "fresh process with NFD_NO_COMPILATION_CACHE=1"),
