@@ -309,8 +309,8 @@ def plot(doc, path):
         hi = np.array([a.max() for a in v]) - m
         ax1.barh(y + (-0.2 if i == 0 else 0.2), m, 0.38, xerr=[lo, hi], color=col, capsize=2,
                  label=f"{side} ({doc['config'][side + '_commit'][:7]}), mean over rounds, bars: min–max")
-        for yi, mi in zip(y, m):
-            ax1.text(mi, yi + (-0.2 if i == 0 else 0.2), f" {mi:.1f}", va="center", fontsize=7)
+        for yi, mi, hii in zip(y, m, hi):
+            ax1.text(mi + hii, yi + (-0.2 if i == 0 else 0.2), f" {mi:.1f}", va="center", fontsize=7)
     ax1.set_yticks(y, labels, fontsize=7)
     ax1.invert_yaxis()
     ax1.set_xlabel("XLA compile time of the call's programs (s)")
@@ -336,9 +336,9 @@ def plot(doc, path):
                             for r in rounds], fontsize=7)
     ax2.set_ylabel("seconds per process (b = before, a = after)")
     ax2.set_title("compile time per process, by stage", fontsize=9)
-    ax2.legend(fontsize=6, ncol=2, loc="lower center")
+    ax2.legend(fontsize=6, ncol=2, loc="upper right")
     top = max(x["totals"]["compile"] for x in rows)
-    ax2.set_ylim(0, top * 1.35)
+    ax2.set_ylim(0, top * 1.6)
     fig.suptitle(f"{doc['machine']['cpu_count']} CPU cores, jax {doc['machine']['jax']}; XLA compile after/before "
                  f"per round: " + ", ".join(f"{x['backend_after_over_before']:.2f}" for x in ratios), fontsize=9)
     fig.tight_layout()
