@@ -357,7 +357,8 @@ def _commit(tree):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=None, help="before/after pairs (default 2; 1 with --tiny)")
-    p.add_argument("--warm", type=int, default=None, help="warm repeats of the example per process (default 2; 1 with --tiny)")
+    p.add_argument("--warm", type=int, default=None,
+                   help="warm repeats of the example per process (default 2; 1 with --tiny)")
     p.add_argument("--before", default=None, help="checkout of the earlier tree (default: a temporary git worktree "
                                                   f"of --before-ref)")
     p.add_argument("--before-ref", default=BEFORE_REF)
@@ -400,7 +401,8 @@ def main(argv=None):
     doc = dict(
         benchmark="compile_time",
         size="tiny" if a.tiny else "full",
-        config=dict(example="examples/quickstart.py" if not a.tiny else "one tiny nfd.simulate call", quickstart_args=qargs, rounds=rounds, warm_repeats=warm,
+        config=dict(example="examples/quickstart.py" if not a.tiny else "one tiny nfd.simulate call",
+                    quickstart_args=qargs, rounds=rounds, warm_repeats=warm,
                     before_commit=_commit(before) if made is None else a.before_ref, after_commit=_commit(a.after),
                     order="interleaved: round r runs (before, after) for even r, (after, before) for odd r; each a "
                           "fresh process with NFD_NO_COMPILATION_CACHE=1"),
