@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._losses import loss_grad, loss_value
 from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
+from .._random import normal as _normal
 from .. import _checkpoint, _driver
 from .._divergence import check_policy, find
 from .._results import Status, result
@@ -118,10 +119,10 @@ def init_params(net: ResNet, seed_key, dtype=jnp.float32):
     """
     n, d, L, F = net.width, net.input_dim, net.depth, _families(net.block)
     k_u, k_v, k_w, _ = _keys(seed_key)
-    U = jax.random.normal(k_u, (n, d), dtype)
-    v = jax.random.normal(k_v, (n,), dtype)
+    U = _normal(k_u, (n, d), dtype)
+    v = _normal(k_v, (n,), dtype)
     W = jnp.stack(
-        [jnp.stack([jax.random.normal(_layer_key(k_w, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
+        [jnp.stack([_normal(_layer_key(k_w, f, l), (n, n), dtype) for l in range(L)]) for f in range(F)]
     )
     return U, v, W
 
@@ -170,7 +171,7 @@ def _weights(st: _SimStatic, seed_key):
 
         def gen(kk):
             return jnp.stack(
-                [jax.vmap(lambda l: jax.random.normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
+                [jax.vmap(lambda l: _normal(_layer_key(kk, f, l), (n, n), st.dtype))(layers) for f in range(F)]
             )
 
         out["W0"] = gen(k_w)
@@ -179,19 +180,68 @@ def _weights(st: _SimStatic, seed_key):
     return out
 
 
-def _init(st: _SimStatic, seed_key):
-    """The carry (state, per-step output buffers) before step 0."""
+def _init_keys(st: _SimStatic, seed_key):
+    """The keys of one seed's initial draws: U, v and, if ``dense``, W^(0) (and W̃^(0)) per family
+    and layer (F, L, 2): the keys :func:`_init` and :func:`_weights` draw from.  They do not depend
+    on the width, so :func:`_compiled_keys` is one program for every width of a depth."""
+    L, F = st.net.depth, _families(st.net.block)
+    k_u, k_v, k_w, k_wt = _keys_of(st, seed_key)
+    out = {"U": k_u, "v": k_v}
+    if st.dense:
+        layers = jnp.arange(L)
+
+        def per_layer(kk):
+            return jnp.stack([jax.vmap(lambda l: _layer_key(kk, f, l))(layers) for f in range(F)])
+
+        out["W0"] = per_layer(k_w)
+        if st.backward == "decoupled":
+            out["Wt0"] = per_layer(k_wt)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_keys(key_static):
+    """The seed-vmapped :func:`_init_keys` of the width-free description ``key_static``."""
+    return jax.jit(jax.vmap(functools.partial(_init_keys, key_static)))
+
+
+def _draw_init(st: _SimStatic, keys):
+    """U (S, n, d), v (S, n) and W^(0) (S, F, L, n, n) (and W̃^(0)) from the keys of
+    :func:`_init_keys` (leading seed axis S): the numbers of ``jax.random.normal`` of each key, each
+    drawn as one flat row of a two-dimensional draw (nfd/_random.py: the same numbers, and XLA's
+    CPU backend compiles a rank-2 generator much faster than the rank-4 one of a vmap over seeds
+    and layers)."""
+    n, d, dtype = st.net.width, st.net.input_dim, st.dtype
+    out = {"U": jax.vmap(lambda k: _normal(k, (n, d), dtype))(keys["U"]),
+           "v": jax.vmap(lambda k: _normal(k, (n,), dtype))(keys["v"])}
+    for name in ("W0", "Wt0"):
+        if name in keys:
+            kk = keys[name]  # (S, F, L, 2)
+            flat = jax.vmap(lambda k: _normal(k, (n * n,), dtype))(kk.reshape(-1, kk.shape[-1]))
+            out[name] = flat.reshape(kk.shape[:-1] + (n, n))
+    return out
+
+
+def _init_batched(st: _SimStatic, keys):
+    """The carry of every seed before step 0 from the keys of :func:`_init_keys` (leading seed axis)."""
+    state, buf = jax.vmap(functools.partial(_init, st, draws=False))(keys["U"])
+    state.update(_draw_init(st, keys))
+    return state, buf
+
+
+def _init(st: _SimStatic, seed_key, draws: bool = True):
+    """The carry (state, per-step output buffers) of one seed before step 0 (without U, v, W^(0)
+    when ``draws`` is False: :func:`_init_batched` draws them)."""
     n, d, L, F = st.net.width, st.net.input_dim, st.net.depth, _families(st.net.block)
     steps, batch, dtype = st.steps, st.batch, st.dtype
     H = steps * batch
-    k_u, k_v, _, _ = _keys_of(st, seed_key)
     state = {
-        "U": jax.random.normal(k_u, (n, d), dtype),
-        "v": jax.random.normal(k_v, (n,), dtype),
         "P": jnp.zeros((F, L, H, n), dtype),
         "Q": jnp.zeros((F, L, H, n), dtype),
-        **_weights(st, seed_key),
     }
+    if draws:
+        k_u, k_v, _, _ = _keys_of(st, seed_key)
+        state.update(U=_normal(k_u, (n, d), dtype), v=_normal(k_v, (n,), dtype), **_weights(st, seed_key))
     buf = {"f": jnp.zeros((steps, batch), dtype), "loss": jnp.zeros((steps, batch), dtype)}
     if st.n_test:
         buf["ftest"] = jnp.zeros((steps, st.n_test), dtype)
@@ -210,7 +260,7 @@ def _w0(st: _SimStatic, w, f, l, fwd=True):
     if st.dense:
         return (W0 if fwd else Wt0)[f, l]
     n = st.net.width
-    return jax.random.normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
+    return _normal(_layer_key(k_w if fwd else k_wt, f, l), (n, n), st.dtype)
 
 
 def _matvec(st: _SimStatic, w, f, l, Pl, Ql, u):
@@ -369,8 +419,15 @@ def _compiled_run(st: _SimStatic):
     (repeat calls reuse them).  ``advance(carry, s0, s1, keys, Xs, Ys, Xt, rates)``; the last one
     donates its carry."""
     adv = jax.vmap(functools.partial(_advance, st), in_axes=(0, None, None, 0, None, None, None, None))
-    return (jax.jit(jax.vmap(functools.partial(_init, st))), jax.jit(jax.vmap(functools.partial(_weights, st))),
-            jax.jit(adv), jax.jit(adv, donate_argnums=(0,)))
+    # init: the keys (one program per depth, shared by every width), then the draws and zeros
+    keys = _compiled_keys(dataclasses.replace(st, net=st.net.replace(width=None), steps=0, batch=0, n_test=0,
+                                              record=(), dtype=jnp.float32))
+    init_rest = jax.jit(functools.partial(_init_batched, st))
+
+    def init(seed_keys):
+        return init_rest(keys(seed_keys))
+
+    return (init, jax.jit(jax.vmap(functools.partial(_weights, st))), jax.jit(adv), jax.jit(adv, donate_argnums=(0,)))
 
 
 def estimate_memory(net: ResNet, *, steps, batch, seeds, n_test, record, dtype, dense, backward) -> int:

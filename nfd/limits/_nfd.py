@@ -76,6 +76,7 @@ from .._errors import SingularCovarianceError
 from .._losses import loss_grad, loss_value
 from .._memory import check_device_memory, format_bytes
 from .._model import ResNet
+from .._random import normal as _flat_normal
 from .. import _checkpoint, _driver
 from .._divergence import check_policy, find
 from .._results import Status, result
@@ -428,6 +429,15 @@ def _bridge(L: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, w
 
 
+def _iid(st: _Static, key, shape):
+    """``jax.random.normal(key, shape, st.dtype)``.  On one device it is drawn flat and reshaped
+    (the same numbers; the rank-1 generator compiles several times faster on CPU, nfd/_random.py);
+    with a particle mesh the shaped draw is kept, so that its sharding needs no reshuffle."""
+    if st.mesh is None:
+        return _flat_normal(key, shape, st.dtype)
+    return jax.random.normal(key, shape, st.dtype)
+
+
 def _draw(st: _Static, key, shape, group, l=0, s=0):
     """Standard normals of ``shape`` = (rows, P) (or (P, d) for U, (P,) for v) of ``group``
     ("U", "v", "fwd", "bwd", "test"), layer ``l``, step ``s``: iid, or for ``sampling="sobol"``
@@ -435,7 +445,7 @@ def _draw(st: _Static, key, shape, group, l=0, s=0):
     increments over depth by a Brownian bridge (:func:`_bridge`) with coordinate j of row ρ in
     dimension d + 1 + j·R + ρ (R rows in all: the first bridge coordinates of every row come first)."""
     if st.sampling == "iid":
-        return jax.random.normal(key, shape, st.dtype)
+        return _iid(st, key, shape)
     if group == "U":
         return _sobol_normals(st, key, jnp.arange(st.d)).T
     if group == "v":
@@ -458,6 +468,8 @@ def _normals(st: _Static, k, l, s, rows, group="fwd"):
     m, P, dtype = st.refine, st.P, st.dtype
     if st.sampling == "iid":
         ks = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(k, l * m + j), s))(jnp.arange(m))
+        # drawn shaped (not :func:`_iid`): a flat draw here compiled no faster, and without the vmap
+        # over the m keys it changed XLA's fusion of the consumers and the outputs' last bit
         z = jax.vmap(lambda kk: _pc(st, jax.random.normal(kk, (rows, P), dtype)))(ks)
         z = _pc(st, jnp.sum(z, axis=0) / math.sqrt(m))
     else:  # the bridge sums the m fine increments itself
