@@ -59,7 +59,7 @@ print("RESULT " + json.dumps(dict(
     lower_s=dur["/jax/core/compile/jaxpr_to_mlir_module_duration"],
     compile_time_saved_s=dur["/jax/compilation_cache/compile_time_saved_sec"],
     cache_hits=cnt["/jax/compilation_cache/cache_hits"], cache_misses=cnt["/jax/compilation_cache/cache_misses"],
-    errors=res["errors"])))
+    mse=res["mse"])))  # the example's result (mean-square distance per width): equal in every process
 """
 
 
@@ -105,7 +105,7 @@ def run(rounds=2):
         ratios.append(dict(round=r, process_second_over_off=by["second"]["process_wall_s"] / by["off"]["process_wall_s"],
                            compile_second_over_off=by["second"]["backend_compile_s"] / by["off"]["backend_compile_s"],
                            process_first_over_off=by["first"]["process_wall_s"] / by["off"]["process_wall_s"],
-                           same_results=by["second"]["errors"] == by["off"]["errors"] == by["first"]["errors"]))
+                           same_results=by["second"]["mse"] == by["off"]["mse"] == by["first"]["mse"]))
     return rows, ratios
 
 
