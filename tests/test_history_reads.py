@@ -138,3 +138,73 @@ def test_default_reads_filled_rows_only_for_large_solves():
     assert _nfd._prefixes(large) == (32 // _nfd.READ_CHUNKS, _nfd.READ_CHUNKS)
     # not part of the checkpoint fingerprint (the repr): it does not change what is computed
     assert "read_chunks" not in repr(large)
+
+
+def _with_chunks(prob, chunks):
+    return dataclasses.replace(prob, static=dataclasses.replace(prob.static, read_chunks=chunks))
+
+
+def test_resume_with_filled_row_reads_is_bit_identical(tmp_path):
+    """Checkpoint after every step of a solve with prefix reads (read_chunks = 4), resume in a freshly
+    built problem: bit for bit the uninterrupted solve (the reads' branch index is the step, part of
+    the saved state)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(8, 2))
+    Y = np.tanh(X[:, 0])
+    net = nfd.ResNet(depth=3, input_dim=2, activation="tanh", lr=0.5)
+    kw = dict(particles=128, replicates=2, dtype=jnp.float64, backward="exact", X_test=rng.normal(size=(2, 2)))
+    prob = _with_chunks(nfd.particle_problem(net, X, Y, **kw), 4)
+    assert _nfd._prefixes(prob.static)[1] == 4  # four prefix lengths are really in use
+    full = _driver.run(prob)
+    for k in range(prob.steps + 1):
+        path = tmp_path / f"c{k}.npz"
+        prob.save(prob.advance(prob.init(), k), path)
+        fresh = _with_chunks(nfd.particle_problem(net, X, Y, **kw), 4)
+        sol = fresh.solution(fresh.advance(fresh.load(path)))
+        for name in ("outputs", "sigma", "theta", "test_outputs"):
+            assert np.array_equal(getattr(sol, name), getattr(full, name)), (k, name)
+
+
+SHARD = """
+import dataclasses, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np, jax.numpy as jnp, nfd
+from nfd import _driver
+assert len(jax.devices()) == 4, jax.devices()
+rng = np.random.default_rng(1)
+X = rng.normal(size=(8, 2)); Y = np.tanh(X[:, 0])
+net = nfd.ResNet(depth=3, input_dim=2, activation="tanh", lr=0.5)
+out = {}
+for devices in (None, "all"):
+    prob = nfd.particle_problem(net, X, Y, particles=256, dtype=jnp.float64, backward="exact", devices=devices)
+    prob = dataclasses.replace(prob, static=dataclasses.replace(prob.static, read_chunks=4))
+    out[devices] = _driver.run(prob)
+np.savez(sys.argv[1], **{f"{k}_{n}": np.asarray(getattr(v, n)) for k, v in (("one", out[None]), ("four", out["all"]))
+                        for n in ("outputs", "sigma", "theta")})
+"""
+
+
+@pytest.mark.slow
+def test_filled_row_reads_sharded_over_four_devices_equal_one_device(tmp_path):
+    """read_chunks = 4 with the particles split over 4 host devices equals one device, within the
+    summation-order bound of the module docstring (sharding reorders the particle sums)."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _xla import subprocess_env
+
+    path = tmp_path / "shard.npz"
+    r = subprocess.run([sys.executable, "-c", SHARD, str(path)], env=subprocess_env(devices=4), capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    z = np.load(path)
+    steps, L, P, H = 8, 3, 256, 8
+    kappa = max(_cond_on_range(a, _nfd.default_singular_tol(jnp.float64)) for a in (*z["one_sigma"], *z["one_theta"]))
+    rel = steps * (2 * L + 2) * 2 * gamma(H + P) * kappa
+    assert rel < 1e-4
+    for name in ("outputs", "sigma", "theta"):
+        a, b = z[f"one_{name}"], z[f"four_{name}"]
+        np.testing.assert_allclose(b, a, rtol=0, atol=rel * np.max(np.abs(a)), err_msg=name)
+    assert not np.array_equal(z["one_outputs"], 0 * z["one_outputs"])
