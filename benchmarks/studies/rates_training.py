@@ -118,24 +118,25 @@ def cv_factor(F, C0):
     return float(np.mean(F[:, 1:].var(0) / G[:, 1:].var(0)))
 
 
-def _gls(ns, Y, W, powers):
+def _gls(ns, Y, W, powers, solver=True):
     """Generalised least squares of the stacked data y = (vec Y, f̂) under the model
     E f_{n,k} = a_k + Σ_p c_{k,p} n^(−p) (finite networks) and E f̂_k = a_k (the solver).
 
     Y: (B, nW + 1, K): per resample b, the seed means of the nW widths (rows 0…nW−1) and the solver's
     f̂ (row nW), steps k ≥ 1; W: (m, m) inverse covariance of the stacked vector (m = (nW + 1)·K).
     Returns (params (B, K·(1 + len(powers))), ordered a_k, c_{k,p} per step; χ² (B,)).
+    ``solver=False``: the finite networks alone (Y: (B, nW, K), W: (nW·K, nW·K); a_k free).
     """
     ns = np.asarray(ns, float)
     nW, K = len(ns), Y.shape[-1]
     q = 1 + len(powers)
-    X = np.zeros(((nW + 1) * K, K * q))
+    X = np.zeros(((nW + int(solver)) * K, K * q))
     for i, n in enumerate(ns):
         for k in range(K):
             X[i * K + k, k * q] = 1.0
             for j, p in enumerate(powers):
                 X[i * K + k, k * q + 1 + j] = n ** (-p)
-    for k in range(K):
+    for k in range(K * int(solver)):
         X[nW * K + k, k * q] = 1.0
     y = Y.reshape(Y.shape[0], -1)  # (B, m)
     A = X.T @ W @ X
@@ -211,17 +212,8 @@ def width_bias_fit(ns, G, fr, *, grid=None, n_boot=300, seed=0):
     lo, hi = min(prof[0], bq[0]), max(prof[1], bq[1])
     at_edge = bool(lo <= grid[0] or hi >= grid[-1])
     Wf = np.linalg.inv(cov)
-    chis_f = []
-    for a in grid:  # finite networks alone (a_k free): the rate of E f_n towards its own limit
-        Xf = np.zeros((len(ns) * K, 2 * K))
-        for ii, n in enumerate(ns):
-            for k in range(K):
-                Xf[ii * K + k, 2 * k] = 1.0
-                Xf[ii * K + k, 2 * k + 1] = n ** (-a)
-        y = Y0[0, :-1].reshape(-1)
-        bb = np.linalg.solve(Xf.T @ Wf @ Xf, Xf.T @ Wf @ y)
-        rr = y - Xf @ bb
-        chis_f.append(float(rr @ Wf @ rr))
+    # finite networks alone (a_k free): the rate of E f_n towards its own limit
+    chis_f = [float(_gls(ns, Y0[:, :-1], Wf, (a,), solver=False)[1][0]) for a in grid]
     chis_f = np.array(chis_f)
     j = int(np.argmin(chis_f))
     inside_f = grid[chis_f - chis_f[j] <= stats.chi2.ppf(0.95, 1)]
