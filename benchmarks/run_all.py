@@ -40,6 +40,7 @@ EXTERNAL = ("finite_resnet", "nfd_solver", "gamma_c", "kernels", "mean_ode", "sc
 # draws its own figure with its own `plot` (not redrawn by `replot`)
 STANDALONE = {
     "variance_reduction": (["--quick"], []),
+    "control_variates": ([], []),
     "replicates": ([], []),
     "time_to_accuracy": ([], []),
     "init_sde": ([], ["--gpu"]),
