@@ -85,6 +85,26 @@ def hlo_summary(fn, arg):
                 n_dots=len(re.findall(r" dot\(", txt)), hlo_chars=len(txt))
 
 
+def cuda_lowering(P=32768, N=4, L=128):
+    """{method: custom-call targets} of every jitted method's program lowered for CUDA — lowering needs
+    no GPU, so this shows on any machine which library calls the GPU program makes (e.g. cuSOLVER's
+    ``syevd`` per layer for an ``eigh`` factor, ``potrf`` for a Cholesky)."""
+    import re
+
+    import jax
+
+    make_methods(inputs(N), L=L, P=P)
+    out = {}
+    for k, (fn, arg) in JITTED.items():
+        f = fn if hasattr(fn, "trace") else jax.jit(fn)
+        try:
+            txt = f.trace(arg).lower(lowering_platforms=("cuda",)).as_text()
+            out[k] = sorted(set(re.findall(r"custom_call @(\w+)", txt)))
+        except Exception as e:  # e.g. a host callback (diffrax/equinox runtime checks) cannot be lowered off-device
+            out[k] = dict(error=f"{type(e).__name__}: {str(e)[:200]}")
+    return dict(P=P, N=N, L=L, jax=jax.__version__, custom_calls=out)
+
+
 def inputs(N, d=3, seed=0):
     return np.random.default_rng(seed).normal(size=(N, d))
 
@@ -458,7 +478,15 @@ def main(argv=None):
     g.add_argument("--gpu", action="store_true")
     p.add_argument("--out", default=os.path.join(RESULTS, "init_sde.json"))
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--cuda-lowering", action="store_true",
+                   help="only add the CUDA lowering's custom calls per method to --out (seconds; no GPU needed)")
     a = p.parse_args(argv)
+    if a.cuda_lowering:
+        doc = json.load(open(a.out))
+        doc["cuda_lowering"] = cuda_lowering()
+        json.dump(doc, open(a.out, "w"), indent=1)
+        print(json.dumps(doc["cuda_lowering"], indent=1))
+        return doc
     import jax
 
     import nfd
@@ -478,7 +506,7 @@ def main(argv=None):
           f"{acc['max_err_over_se_sequential']:.3f} (relative {acc['max_rel_err_sequential']:.1e}), BLAS "
           f"{acc['max_err_over_se_blas']:.4f}", flush=True)
     doc = dict(benchmark="init_sde", size=size, config=S, methods=list(ORDER), results=res, spread_vs_P=spread_vs_P,
-               float32_accumulation=acc,
+               float32_accumulation=acc, cuda_lowering=cuda_lowering(),
                machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
                             jax=jax.__version__, device_kind=dev.device_kind, device_platform=dev.platform,
                             device_count=len(jax.devices())),
