@@ -11,9 +11,18 @@ Accuracy criterion (both methods): |bias| ≤ ε/2 and 2·SE ≤ ε/2.
   cross-checked against float64 iid solves.
 * Solver: bias O(1/P) (checked: the mean at the smallest P agrees with f* within SE); the spread
   sd(P)·√P is measured over S systems at P₀ for each (dtype, sampling); P(ε) = (4·sd√P/ε)²
-  (for Sobol with the sd·√P measured at P₀, conservative where Sobol improves with P); time(P) from
-  interleaved best-of-N calls of ``nfd.solve`` at two P, linear in P (the solver's cost is linear
-  in P: benchmarks/nfd_solver.py scaling); compile time (first call) reported separately.
+  (for Sobol with the sd·√P measured at P₀, conservative where Sobol improves with P); time(P)
+  MEASURED: interleaved best-of-N calls of ``nfd.solve`` on a ladder P = 4096·2^j per (dtype,
+  sampling), up to the largest P(ε) that variant needs (rounded up to a power of two) but at most
+  ``P_CAP`` = 2²¹ (float64 iid at 2²¹ holds ≈ 5.8 GiB and takes ≈ 20 s a call on 2 loaded cores;
+  2²² would need ≈ 12 GiB), read off by log-log interpolation between ladder points.  Beyond the
+  top of the ladder (iid at ε = 0.005: P ≈ 3·10⁶ … 7.6·10⁶) it is extrapolated with the last two
+  points' log-log slope and marked ``time_extrapolated``, as for the finite networks.  Calls with
+  P ≥ 2²⁰ get ``reps_large`` = 3 timed calls per round instead of ``reps`` = 5 (run length).  The
+  earlier model — linear in P through the two sizes ``P_time`` = 4096, 16384 — is kept beside it
+  (``solver_linear_model``, ``ratio_linear_model``, ``headline_linear_model``, and
+  ``solver_measured_over_linear``: measured ÷ linear-model time at every ladder P) to show what the
+  direct timing changed.  Compile time (first call) reported separately.
 * Finite networks at widths n = 32…512: seed means m(n) and per-seed sd over 1024 seeds; the width
   bias m(n) − f* is fitted as a/n + b/n² per step (weighted least squares, χ² reported); the width
   used for ε is the smallest n with fitted |bias| ≤ ε/2 (for all larger n), its per-seed sd from a
@@ -27,7 +36,8 @@ Accuracy criterion (both methods): |bias| ≤ ε/2 and 2·SE ≤ ε/2.
   the stored seed means) and their per-seed sd (relative s.e. 1/√(2(seeds−1)) per width, power law
   refitted per draw).  The timings themselves are best-of-N; their spread is shown by the two rounds.
 
-    python benchmarks/time_to_accuracy.py    # ≈ 10 min on 2 loaded cores
+    python benchmarks/time_to_accuracy.py    # ≈ 25 min on 2 loaded cores
+    python benchmarks/time_to_accuracy.py --plot-only    # redraw from the JSON
 """
 
 from __future__ import annotations
@@ -58,6 +68,18 @@ RESULTS = os.path.join(HERE, "results")
 K, L, D_IN, LR = 8, 8, 3, 0.5
 EPS = (0.02, 0.01, 0.005)
 N_BATCH = 8  # seeds per timed nfd.simulate call (per-seed time = best / N_BATCH)
+P_CAP = 2**21  # largest timed particle count (memory: float64 iid ≈ 5.8 GiB at 2²¹; time ≈ 20 s a call)
+P_LARGE, REPS_LARGE = 2**20, 3  # calls with P ≥ P_LARGE are timed REPS_LARGE times per round
+
+
+def p_ladder(res, P_start=4096):
+    """{variant: [P_start·2^j …]} up to the largest P(ε) the variant needs (next power of two), capped."""
+    out = {}
+    for var, r in res["solver"].items():
+        need = max((4 * r[f"sd_sqrtP_{q}"] / e) ** 2 for q in ("last", "rms") for e in EPS)
+        top = min(max(2 ** math.ceil(math.log2(need)), P_start), P_CAP)
+        out[var] = [P_start * 2**j for j in range(int(math.log2(top // P_start)) + 1)]
+    return out
 
 
 def solver_spread(P, sampling, dtype, seeds):
@@ -165,10 +187,13 @@ def main(argv=None):
         res["sd_fit"][q] = dict(exponent=float(beta), log_prefactor=float(logc), sd=y.tolist())
     # ---- timing: two interleaved rounds -------------------------------------------------------
     kw = dict(depth=L, activation="tanh", lr=LR, backward="exact", eigenvalues=False, replicates=1)
+    ladder = p_ladder(res, P_time[0])
+    res["config"].update(P_ladder=ladder, P_cap=P_CAP, reps_large=REPS_LARGE, reps_large_from_P=P_LARGE)
+    print("P ladders", {v: (lp[0], lp[-1], len(lp)) for v, lp in ladder.items()}, flush=True)
     solver_calls = {}
     for dt_name, dt in (("float32", jnp.float32), ("float64", jnp.float64)):
         for sm in ("iid", "sobol"):
-            for P in P_time:
+            for P in sorted(set(ladder[f"{dt_name}/{sm}"]) | set(P_time)):
                 solver_calls[(dt_name, sm, P)] = (lambda P=P, sm=sm, dt=dt, x64=dt_name == "float64":
                                                   _solve(X, Y, P, sm, dt, x64, kw))
     n_batch = N_BATCH
@@ -184,12 +209,15 @@ def main(argv=None):
     rounds = []
     for rnd in range(2):
         times = {}
-        for _ in range(reps):  # interleaved: every call once per pass
+        for i_pass in range(reps):  # interleaved: every call once per pass (large P: the first REPS_LARGE passes)
             for key, fn in list(solver_calls.items()) + list(finite_calls.items()):
+                if isinstance(key, tuple) and key[2] >= P_LARGE and i_pass >= REPS_LARGE:
+                    continue
                 t = time.perf_counter()
                 fn()
                 times.setdefault(str(key), []).append(time.perf_counter() - t)
         best = {k: min(v) for k, v in times.items()}
+        print("round", rnd, "solver best_s", {k: round(v, 3) for k, v in best.items() if k.startswith("(")}, flush=True)
         rounds.append(dict(best_s=best, load=os.getloadavg(), table=table(res, best, widths, time_widths, n_batch,
                                                                            P_time, coef)))
         res["rounds"] = rounds
@@ -208,6 +236,25 @@ def main(argv=None):
 def _solve(X, Y, P, sm, dt, x64, kw):
     with jax.enable_x64(x64):
         return nfd.solve(X, Y, particles=P, sampling=sm, dtype=dt, seed=1, **kw)
+
+
+def _solver_time(best, var, ladder):
+    """P ↦ (time, extrapolated): the solver variant ``var``'s measured best time, interpolated log-log
+    between the ladder points; outside the ladder extrapolated with the nearest two points' log-log
+    slope (``extrapolated`` True there).  Vectorised over P."""
+    dt_name, sm = var.split("/")
+    lp = np.log(np.array(ladder, float))
+    lt = np.log(np.array([best[str((dt_name, sm, P))] for P in ladder]))
+
+    def t_of(P):
+        x = np.log(np.asarray(P, float))
+        y = np.interp(x, lp, lt)
+        hi, lo = x > lp[-1], x < lp[0]
+        y = np.where(hi, lt[-1] + (lt[-1] - lt[-2]) / (lp[-1] - lp[-2]) * (x - lp[-1]), y)
+        y = np.where(lo, lt[0] + (lt[1] - lt[0]) / (lp[1] - lp[0]) * (x - lp[0]), y)
+        return np.exp(y), hi | lo
+
+    return t_of
 
 
 def _solver_time_line(best, var, P1, P2):
@@ -243,13 +290,15 @@ def intervals(res, rnd, draws=2000, seed=0):
     Kk = len(res["reference"]["f"])
     out = {"solver": {}, "finite": {}, "ratio": {}}
     solver_draws = {}
+    ladder = cfg.get("P_ladder")  # absent in documents written before the direct timing: linear model
     for var, r in res["solver"].items():
         t1, slope = _solver_time_line(best, var, P1, P2)
+        t_of = _solver_time(best, var, ladder[var]) if ladder else (lambda P: (t1 + slope * (P - P1), None))
         out["solver"][var] = {}
         for q in ("last", "rms"):
             c = r[f"sd_sqrtP_{q}"] * (1 + rng.normal(size=draws) / math.sqrt(2 * (S - 1)))
             for eps in eps_l:
-                t = t1 + slope * (np.maximum((4 * c / eps) ** 2, 2.0) - P1)
+                t = t_of(np.maximum((4 * c / eps) ** 2, 2.0))[0]
                 solver_draws[(var, q, eps)] = t
                 out["solver"][var][f"{q}/{eps}"] = np.percentile(t, [16, 84]).tolist()
     # finite networks: refit the bias a/n + b/n² with its covariance, per step
@@ -294,19 +343,32 @@ def _bias(coef, n, q):
 def table(res, best, widths, time_widths, n_batch, P_time, coef):
     """Times to each ε (last step and RMS over steps) for every solver variant and the finite nets.
 
+    Solver: the measured time, log-log interpolated between the ``P_ladder`` points (beyond them
+    extrapolated, ``time_extrapolated``); beside it the old two-point linear model (``P_time``).
+
     Finite networks: the smallest width n (any real n ≥ 16) whose fitted bias a/n + b/n² is ≤ ε/2,
     its per-seed sd from the power-law fit, its per-seed time interpolated log-log between the
     timed widths (32…2048; beyond them extrapolated with the last two points' slope)."""
-    out = {"solver": {}, "finite": {}, "ratio": {}}
+    out = {"solver": {}, "finite": {}, "ratio": {}, "solver_linear_model": {}, "ratio_linear_model": {},
+           "solver_measured_over_linear": {}}
     P1, P2 = P_time
+    ladder = res["config"]["P_ladder"]
     for var, r in res["solver"].items():
         t1, slope = _solver_time_line(best, var, P1, P2)
-        out["solver"][var] = {}
+        t_of = _solver_time(best, var, ladder[var])
+        out["solver"][var], out["solver_linear_model"][var] = {}, {}
         for q in ("last", "rms"):
             c = r[f"sd_sqrtP_{q}"]
             for eps in EPS:
                 P = max((4 * c / eps) ** 2, 2.0)
-                out["solver"][var][f"{q}/{eps}"] = dict(particles=P, time_s=t1 + slope * (P - P1))
+                t, ext = t_of(P)
+                t_lin = t1 + slope * (P - P1)
+                out["solver"][var][f"{q}/{eps}"] = dict(particles=P, time_s=float(t), time_extrapolated=bool(ext),
+                                                        time_s_linear_model=t_lin)
+                out["solver_linear_model"][var][f"{q}/{eps}"] = t_lin
+        dt_name, sm = var.split("/")
+        out["solver_measured_over_linear"][var] = {
+            str(P): best[str((dt_name, sm, P))] / (t1 + slope * (P - P1)) for P in ladder[var]}
     tw = np.array([best[str(n)] / n_batch for n in time_widths])
     out["finite_time_per_seed_s"] = dict(zip(map(str, time_widths), tw.tolist()))
     t_seed = _per_seed_time(tw, time_widths)
@@ -324,7 +386,10 @@ def table(res, best, widths, time_widths, n_batch, P_time, coef):
             for var in out["solver"]:
                 out["ratio"][f"{var}/{q}/{eps}"] = (out["finite"][f"{q}/{eps}"]["time_s"]
                                                     / out["solver"][var][f"{q}/{eps}"]["time_s"])
+                out["ratio_linear_model"][f"{var}/{q}/{eps}"] = (out["finite"][f"{q}/{eps}"]["time_s"]
+                                                                 / out["solver_linear_model"][var][f"{q}/{eps}"])
     out["headline"] = {k: round(v, 1) for k, v in out["ratio"].items() if k.endswith("/0.01")}
+    out["headline_linear_model"] = {k: round(v, 1) for k, v in out["ratio_linear_model"].items() if k.endswith("/0.01")}
     return out
 
 
@@ -333,7 +398,9 @@ def plot(res, path):
 
     from nfd.plotting import log_log, savefig
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    cfg = res["config"]
+    ladder = cfg.get("P_ladder")
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2))
     for ax, q in zip(axes, ("last", "rms")):
         for i, rnd in enumerate(res["rounds"]):
             tab = rnd["table"]
@@ -349,6 +416,12 @@ def plot(res, path):
                 y = np.array([tab["solver"][var][f"{q}/{e}"]["time_s"] for e in EPS])
                 ax.errorbar(x, y, yerr=yerr(y, [ci["solver"][var][f"{q}/{e}"] for e in EPS]), fmt="o" + ls,
                             color=f"C{j}", capsize=2, label=f"solver {var}" if i == 0 else None)
+                ext = np.array([tab["solver"][var][f"{q}/{e}"].get("time_extrapolated", False) for e in EPS])
+                if ext.any():  # time beyond the timed ladder: open marker around the point
+                    ax.plot(x[ext], y[ext], "o", ms=12, mfc="none", color=f"C{j}")
+                if i == 0 and var == "float32/iid" and "solver_linear_model" in tab:
+                    ax.plot(x, [tab["solver_linear_model"][var][f"{q}/{e}"] for e in EPS], "x", color="C0", ms=8,
+                            label="solver float32/iid, old 2-point linear model (round 0)")
             y = np.array([tab["finite"][f"{q}/{e}"]["time_s"] for e in EPS])
             ax.errorbar(x, y, yerr=yerr(y, [ci["finite"][f"{q}/{e}"] for e in EPS]), fmt="s" + ls, color="k",
                         capsize=2, label="finite networks (width bias counted)" if i == 0 else None)
@@ -357,12 +430,43 @@ def plot(res, path):
         ax.plot(e, t_ref * (0.01 / e) ** 2, "--", color="gray", lw=0.8, label="expected rate ε⁻² (Monte Carlo)")
         log_log(ax, list(EPS))
         ax.set_xlabel("target total error ε (|bias| ≤ ε/2, 2·SE ≤ ε/2)")
-        ax.set_ylabel("time to reach ε [s] (best of 5, after compilation)")
+        ax.set_ylabel("time to reach ε [s] (best of N, after compilation)")
         ax.set_title(f"f̂: {'last step' if q == 'last' else 'RMS over steps'}; two timing rounds (solid, dotted)\n"
-                     "error bars: 68 % bootstrap over the estimated sd, bias fit and sd fit", fontsize=9)
+                     "error bars: 68 % bootstrap over the estimated sd, bias fit and sd fit;\n"
+                     "large open circle: solver time extrapolated beyond the timed P", fontsize=9)
+    # solver time against P: the measured ladder, the old linear model, the P(ε) needed
+    ax = axes[2]
+    P1, P2 = cfg["P_time"]
+    allP = []
+    for j, var in enumerate(res["solver"]):
+        dt_name, sm = var.split("/")
+        Ps = ladder[var] if ladder else [P1, P2]
+        allP += Ps
+        for i, rnd in enumerate(res["rounds"]):
+            t = [rnd["best_s"][str((dt_name, sm, P))] for P in Ps]
+            ax.plot(Ps, t, ("o-" if i == 0 else "s:"), color=f"C{j}", ms=4,
+                    label=f"{var} measured" if i == 0 else None)
+        rnd = res["rounds"][0]
+        t1, slope = _solver_time_line(rnd["best_s"], var, P1, P2)
+        Pl = np.geomspace(P1, max(Ps[-1], rnd["table"]["solver"][var]["last/0.005"]["particles"]), 50)
+        ax.plot(Pl, t1 + slope * (Pl - P1), "--", color=f"C{j}", lw=0.8,
+                label="old linear model (4096, 16384; round 0)" if j == 0 else None)
+        P_eps = rnd["table"]["solver"][var]["last/0.01"]["particles"]
+        ax.axvline(P_eps, color=f"C{j}", lw=0.6, alpha=0.5)
+    Pg = np.array([P1, max(allP)], float)
+    t0 = res["rounds"][0]["best_s"][str(("float32", "iid", P2))]
+    ax.plot(Pg, t0 * Pg / P2, "-", color="gray", lw=2, alpha=0.4, label="expected rate ∝ P (through float32/iid at 16384)")
+    log_log(ax, sorted(set(allP))[::2])
+    ax.set_xlabel("particles P")
+    ax.set_ylabel("nfd.solve time [s] (best of N per round, after compilation)")
+    ax.set_title("solver time against P: rounds 0 (o, solid) and 1 (s, dotted); thin vertical lines:\n"
+                 f"P(ε = 0.01, last step) per variant; N = {cfg['reps']}"
+                 + (f", {cfg['reps_large']} for P ≥ {cfg['reps_large_from_P']}" if "reps_large" in cfg else ""),
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
     h, lb = axes[0].get_legend_handles_labels()
-    fig.legend(h, lb, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, 0.0))
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(h, lb, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.33, 0.0))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     savefig(fig, path, dpi=110, tight=False)
 
 
