@@ -267,7 +267,7 @@ def plot(res, path):
                     yerr=[res["crossfit"][n].get("per_step_se", [0] * 99)[k] for k in ks], fmt="o-", capsize=2,
                     label=n)
     ax.axhline(1, color="k", lw=0.8)
-    ax.text(0.02, 0.04, "step 0 with f̂^(0) as a control: exact (not drawn)", transform=ax.transAxes, fontsize=7,
+    ax.text(0.02, 0.12, "step 0 with f̂^(0) as a control: exact (not drawn)", transform=ax.transAxes, fontsize=7,
             va="bottom")
     ax.set_xlabel("step k")
     ax.set_ylabel("sd reduction per step (cross-fitted)")
